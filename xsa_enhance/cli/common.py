@@ -1,0 +1,84 @@
+"""Helpers shared by the CLI commands: logging set-up, user errors, progress."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+import click
+
+__all__ = ["UserError", "configure_logging", "progress"]
+
+T = TypeVar("T")
+
+
+class UserError(click.ClickException):
+    """An error caused by the user's input: printed as one line, exit status 2, no traceback."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:  # noqa: D102 - click API
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+def configure_logging(level: str | int = "WARNING") -> None:
+    """Configure the root logger for command-line use.
+
+    Parameters
+    ----------
+    level : str or int
+        Logging level name (``"INFO"``) or number.
+    """
+    if isinstance(level, str):
+        level = getattr(logging, level.upper(), None)
+        if not isinstance(level, int):
+            raise UserError(f"unknown log level {level!r}")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def progress(items: Iterable[T], *, total: int | None = None, desc: str = "") -> Iterator[T]:
+    """Iterate with a progress display: a bar on a terminal, plain log lines otherwise.
+
+    Parameters
+    ----------
+    items : iterable
+        The items to iterate over.
+    total : int, optional
+        Number of items, when ``items`` has no ``len``.
+    desc : str
+        Label shown before the bar or in the log lines.
+    """
+    if total is None:
+        try:
+            total = len(items)  # type: ignore[arg-type]
+        except TypeError:
+            total = None
+    if sys.stderr.isatty():
+        try:
+            from tqdm import tqdm
+        except ImportError:  # pragma: no cover - tqdm is a dependency
+            pass
+        else:
+            yield from tqdm(items, total=total, desc=desc, file=sys.stderr)
+            return
+    log = logging.getLogger("xsa_enhance.progress")
+    step = max(1, (total or 10) // 10)
+    done = 0
+    for item in items:
+        yield item
+        done += 1
+        if done % step == 0 or (total is not None and done == total):
+            suffix = f"/{total}" if total is not None else ""
+            click.echo(f"{desc}: {done}{suffix}", err=True)
+    if done == 0:
+        log.debug("%s: nothing to do", desc)

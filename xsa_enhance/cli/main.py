@@ -1,0 +1,40 @@
+"""The root ``xsa-enhance`` click group and registration of the stage commands."""
+
+from __future__ import annotations
+
+import click
+
+from xsa_enhance._version import __version__
+from xsa_enhance.cli.common import UserError, configure_logging
+from xsa_enhance.errors import XsaError
+
+__all__ = ["main"]
+
+
+class _Group(click.Group):
+    """A click group that prints expected failures (:class:`XsaError`) as one line."""
+
+    def invoke(self, ctx: click.Context):  # noqa: D102 - click API
+        try:
+            return super().invoke(ctx)
+        except XsaError as exc:
+            raise UserError(str(exc)) from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="xsa-enhance")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default=None,
+    help="Log level (overrides -v).",
+)
+def main(verbose: int, log_level: str | None) -> None:
+    """Super-resolution and de-noising of XMM-Newton EPIC-pn archive images."""
+    if log_level is None:
+        log_level = {0: "WARNING", 1: "INFO"}.get(verbose, "DEBUG")
+    configure_logging(log_level)
+
+
+# Stage commands are registered below, one import per CLI module.
