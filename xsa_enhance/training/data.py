@@ -1,0 +1,291 @@
+"""Training data: random combinations of simulated components, cropped, streamed from Zarr.
+
+The simulator (:mod:`xsa_enhance.simulate.training`) stores the extended, AGN and background
+components of every training pair separately, each already Poisson-sampled, so that any sum of
+components is a valid observation. As in the paper, a training sample is a random combination:
+one extended source (with probability ``p_extended``), one AGN field (``p_agn``) and one
+background image (always), drawn independently from the same split. The split (80/10/10) is by
+component, so no component of the test set is ever seen in training.
+
+Only the crop of each component is read from Zarr (chunked storage), so nothing is loaded as a
+whole. Inputs and targets are returned normalised the way the inference engine normalises them
+(counts -> rate -> clamp -> / clamp -> stretch); see :func:`normalise_rate`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from xsa_enhance.errors import ConfigError, InputFileError
+
+__all__ = [
+    "COMPONENTS",
+    "INPUT_CLAMP",
+    "SR_TARGET_CLAMP",
+    "DN_TARGET_CLAMP",
+    "PairSource",
+    "Sample",
+    "normalise_rate",
+    "denormalise",
+    "target_clamp_for",
+    "open_pairs",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The simulator's component names.
+COMPONENTS: tuple[str, ...] = ("extended", "agn", "background")
+#: Paper clamp of the 20 ks input (counts/s/pixel, 200 mean backgrounds).
+INPUT_CLAMP: float = 0.0022336
+#: Paper clamp of the SR target (a quarter of the input clamp: 4 times as many pixels).
+SR_TARGET_CLAMP: float = 0.0005584
+#: Paper clamp of the DN target.
+DN_TARGET_CLAMP: float = 0.0022336
+
+
+def target_clamp_for(factor: int) -> float:
+    """Constant target clamp for a model with upsampling ``factor`` (1 for DN, 2 for SR)."""
+    return SR_TARGET_CLAMP if factor == 2 else DN_TARGET_CLAMP
+
+
+def _stretch(x: np.ndarray, stretch: str) -> np.ndarray:
+    try:
+        from xsa_enhance.models import normalise as mnorm  # the inference engine's stretches
+
+        fn = getattr(mnorm, "apply_stretch", None) or getattr(mnorm, "stretch", None)
+        if callable(fn):
+            return np.asarray(fn(x, stretch))
+    except Exception:  # noqa: BLE001 - fall back to the paper's formulas below
+        pass
+    if stretch == "linear":
+        return x
+    if stretch == "sqrt":
+        return np.sqrt(x)
+    if stretch == "asinh":
+        return np.arcsinh(x / 0.02) / np.arcsinh(1 / 0.02)
+    if stretch == "log":
+        return np.log(1000.0 * x + 1) / np.log(1000.0)
+    raise ConfigError(f"unknown stretch {stretch!r}")
+
+
+def _unstretch(y: np.ndarray, stretch: str) -> np.ndarray:
+    if stretch == "linear":
+        return y
+    if stretch == "sqrt":
+        return np.square(y)
+    if stretch == "asinh":
+        return 0.02 * np.sinh(y * np.arcsinh(1 / 0.02))
+    if stretch == "log":
+        return (np.power(1000.0, y) - 1) / 1000.0
+    raise ConfigError(f"unknown stretch {stretch!r}")
+
+
+def normalise_rate(rate: np.ndarray, *, clamp: float, stretch: str = "sqrt") -> np.ndarray:
+    """Paper normalisation: clamp a rate image to ``[0, clamp]``, divide by it, stretch.
+
+    Parameters
+    ----------
+    rate : numpy.ndarray
+        Counts/s/pixel.
+    clamp : float
+        Clamp value (counts/s/pixel).
+    stretch : {"linear", "sqrt", "asinh", "log"}
+        Stretch applied after scaling to ``[0, 1]``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 in ``[0, 1]``.
+    """
+    lin = np.clip(np.asarray(rate, dtype=np.float64) / clamp, 0.0, 1.0)
+    return np.clip(_stretch(lin, stretch), 0.0, 1.0).astype(np.float32)
+
+
+def denormalise(norm: np.ndarray, *, stretch: str = "sqrt") -> np.ndarray:
+    """Undo the stretch only: normalised value -> linear ``rate / clamp`` in ``[0, 1]``."""
+    return np.clip(_unstretch(np.asarray(norm, dtype=np.float64), stretch), 0.0, 1.0)
+
+
+@dataclass
+class Sample:
+    """One training sample (normalised, shape ``(C, h, w)`` input and ``(1, f*h, f*w)`` target)."""
+
+    input: torch.Tensor
+    target: torch.Tensor
+
+
+def open_pairs(path: str) -> Any:
+    """Open a simulator training set (:func:`xsa_enhance.simulate.training.open_training_set`)."""
+    try:
+        from xsa_enhance.simulate.training import open_training_set
+    except ImportError as exc:  # pragma: no cover - the simulator is part of the package
+        raise ConfigError(f"the simulator's training-set reader is not available: {exc}") from exc
+    try:
+        return open_training_set(path)
+    except FileNotFoundError as exc:
+        raise InputFileError(path, "no such training set") from exc
+
+
+class PairSource:
+    """Random component combinations and crops from one split of a training set.
+
+    Parameters
+    ----------
+    training_set : TrainingSet
+        As returned by :func:`open_pairs`.
+    split : {"train", "val", "test"}
+        Which components to draw from.
+    crop : int or None
+        Input crop side in 1x pixels (the target crop is ``factor * crop``); ``None`` for full
+        frames.
+    clamp_input, clamp_target : float, optional
+        Constant clamps (default: the paper's values for the set's kind).
+    stretch : str
+        Stretch (paper: ``"sqrt"``).
+    p_extended, p_agn : float
+        Probabilities of including an extended source and an AGN field in a sample.
+    exposure_channel : bool
+        Add the ``mask * exposure_ks / 100`` channel the published models took.
+    min_mask_fraction : float
+        Crops are placed where at least this fraction of input pixels is inside the mask.
+    """
+
+    def __init__(
+        self,
+        training_set: Any,
+        split: str,
+        *,
+        crop: int | None = 64,
+        clamp_input: float | None = None,
+        clamp_target: float | None = None,
+        stretch: str = "sqrt",
+        p_extended: float = 0.8,
+        p_agn: float = 0.8,
+        exposure_channel: bool = False,
+        min_mask_fraction: float = 0.5,
+    ) -> None:
+        self.ts = training_set
+        self.split = split
+        self.factor = int(training_set.factor)
+        self.crop = crop
+        self.clamp_input = float(clamp_input if clamp_input is not None else INPUT_CLAMP)
+        self.clamp_target = float(
+            clamp_target if clamp_target is not None else target_clamp_for(self.factor)
+        )
+        self.stretch = stretch
+        self.p_extended = float(p_extended)
+        self.p_agn = float(p_agn)
+        self.exposure_channel = bool(exposure_channel)
+        self.in_exp = float(training_set.input_exposure_s)
+        self.out_exp = float(training_set.target_exposure_s)
+        self.comps = {name: training_set.component(name, split) for name in COMPONENTS}
+        self.n = {name: int(c.input.shape[0]) for name, c in self.comps.items()}
+        if self.n["background"] == 0:
+            raise InputFileError(str(getattr(training_set, "path", "training set")),
+                                 f"split {split!r} has no background images")
+        mask = np.asarray(training_set.mask)
+        if mask.ndim == 3:
+            mask = mask[0]
+        shape_in = tuple(self.comps["background"].input.shape[1:])
+        if mask.shape != shape_in:
+            # a 2x mask: reduce to the 1x grid
+            f = mask.shape[0] // shape_in[0]
+            mask = mask.reshape(shape_in[0], f, shape_in[1], f).any(axis=(1, 3))
+        self.mask = mask.astype(bool)
+        self.shape_in = shape_in
+        self._positions = self._valid_positions(min_mask_fraction)
+
+    def _valid_positions(self, min_fraction: float) -> np.ndarray:
+        if self.crop is None:
+            return np.zeros((1, 2), dtype=np.int64)
+        c = int(self.crop)
+        ny, nx = self.shape_in
+        if c > ny or c > nx:
+            raise ConfigError(f"crop {c} is larger than the image {self.shape_in}")
+        ii = np.pad(self.mask.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        sums = ii[c:, c:] - ii[:-c, c:] - ii[c:, :-c] + ii[:-c, :-c]
+        ok = np.argwhere(sums >= min_fraction * c * c)
+        if len(ok) == 0:
+            ok = np.argwhere(sums >= sums.max())
+        return ok
+
+    def __len__(self) -> int:
+        return self.n["background"]
+
+    def draw(self, rng: np.random.Generator) -> tuple[dict[str, int | None], tuple[int, int]]:
+        """Draw a component combination and a crop position."""
+        combo: dict[str, int | None] = {
+            "extended": int(rng.integers(self.n["extended"]))
+            if self.n["extended"] and rng.random() < self.p_extended else None,
+            "agn": int(rng.integers(self.n["agn"]))
+            if self.n["agn"] and rng.random() < self.p_agn else None,
+            "background": int(rng.integers(self.n["background"])),
+        }
+        y0, x0 = (int(v) for v in self._positions[rng.integers(len(self._positions))])
+        return combo, (y0, x0)
+
+    def counts(
+        self, combo: dict[str, int | None], pos: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Summed input and target counts (and the 1x mask) of a combination and crop."""
+        y0, x0 = pos
+        f = self.factor
+        if self.crop is None:
+            sl_in = (slice(None), slice(None))
+            sl_out = (slice(None), slice(None))
+            mask = self.mask
+        else:
+            c = self.crop
+            sl_in = (slice(y0, y0 + c), slice(x0, x0 + c))
+            sl_out = (slice(f * y0, f * (y0 + c)), slice(f * x0, f * (x0 + c)))
+            mask = self.mask[sl_in]
+        inp = None
+        tgt = None
+        for name, idx in combo.items():
+            if idx is None:
+                continue
+            comp = self.comps[name]
+            a = np.asarray(comp.input[(idx, *sl_in)], dtype=np.float64)
+            b = np.asarray(comp.target[(idx, *sl_out)], dtype=np.float64)
+            inp = a if inp is None else inp + a
+            tgt = b if tgt is None else tgt + b
+        assert inp is not None and tgt is not None
+        return inp, tgt, mask
+
+    def sample(self, rng: np.random.Generator) -> Sample:
+        """One normalised sample."""
+        combo, pos = self.draw(rng)
+        return self.make(combo, pos)
+
+    def make(self, combo: dict[str, int | None], pos: tuple[int, int]) -> Sample:
+        """The normalised sample of a given combination and crop position."""
+        inp, tgt, mask = self.counts(combo, pos)
+        x = normalise_rate(inp * mask / self.in_exp, clamp=self.clamp_input, stretch=self.stretch)
+        y = normalise_rate(tgt / self.out_exp, clamp=self.clamp_target, stretch=self.stretch)
+        chans = [x]
+        if self.exposure_channel:
+            chans.append((mask * (self.in_exp / 1000.0) / 100.0).astype(np.float32))
+        return Sample(
+            input=torch.from_numpy(np.stack(chans)),
+            target=torch.from_numpy(y[None]),
+        )
+
+    def batch(self, rng: np.random.Generator, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of ``batch_size`` random samples, ``(B, C, h, w)`` and ``(B, 1, H, W)``."""
+        samples = [self.sample(rng) for _ in range(batch_size)]
+        return (torch.stack([s.input for s in samples]), torch.stack([s.target for s in samples]))
+
+    def iterate(self, seed: int, *, start_step: int = 0, batch_size: int = 1
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless stream of batches; batch ``k`` depends only on ``(seed, k)`` (resumable)."""
+        step = start_step
+        while True:
+            rng = np.random.default_rng([int(seed), step])
+            yield self.batch(rng, batch_size)
+            step += 1
