@@ -1,0 +1,374 @@
+"""Normalisation of rate images for the networks: clamping and stretches, with exact inverses.
+
+The forward chain (paper sec. 2.3, DESIGN.md sec. 7) is::
+
+    rate (counts/s/pixel) -> clip to [0, value] -> / value -> stretch -> clip to [0, 1]
+
+and :func:`denormalise` undoes each step (inverse stretch, times ``value``). Values above the
+clamp are lost by the forward chain; :mod:`xsa_enhance.models.restore` puts that flux back
+after inference.
+
+Clamp modes (:class:`ClampSpec`)
+--------------------------------
+``constant``
+    The paper's constants: 0.0022336 counts/s/pixel (200 mean backgrounds, 200 x 1.1168e-5)
+    for inputs and de-noising targets, 0.0005584 (= / 4) for super-resolution targets, whose
+    pixels are four times smaller. ``constant:V`` sets another value for the input.
+``quantile:q``
+    Per image: the ``q`` quantile (e.g. 0.9999) of the rate over the pixels inside the mask
+    (all pixels when no mask is given). This is the follow-up talk's clamp that keeps bright
+    sources visible.
+``none``
+    No clipping: the value is the image maximum, so the image is only scaled into [0, 1].
+
+For quantile and none clamps the value of a network *output* cannot come from the (unknown)
+target; it is derived from the input value as ``value_in / factor**2`` (the same ratio as the
+paper's constants: the flux of one input pixel spreads over ``factor**2`` output pixels). A
+value that would be zero or non-finite (an empty image) falls back to the constant.
+
+Stretches
+---------
+``linear`` ``y = x``; ``sqrt`` ``y = sqrt(x)`` (the paper's choice); ``asinh``
+``y = asinh(x / a) / asinh(1 / a)`` with ``a = 0.02``; ``log`` ``y = log(a x + 1) / log(a + 1)``
+with ``a = 1000``. The log stretch is normalised by ``log(a + 1)`` (astropy's current
+``LogStretch``) rather than ``log(a)`` so that it maps [0, 1] onto [0, 1] exactly and has an
+exact inverse; the two differ by a factor 0.99986. All functions accept numpy arrays and torch
+tensors.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from xsa_enhance.errors import ConfigError
+
+__all__ = [
+    "MEAN_BACKGROUND_RATE",
+    "INPUT_CLAMP",
+    "DN_TARGET_CLAMP",
+    "SR_TARGET_CLAMP",
+    "ASINH_A",
+    "LOG_A",
+    "STRETCHES",
+    "ClampSpec",
+    "NormInfo",
+    "stretch_forward",
+    "stretch_inverse",
+    "clamp_value",
+    "normalise",
+    "denormalise",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The paper's mean background, counts/s per 4 arcsec pixel (0.5-2 keV).
+MEAN_BACKGROUND_RATE: float = 1.1168e-5
+#: Constant clamp of inputs (20 ks, 1x grid), counts/s/pixel (= 200 mean backgrounds).
+INPUT_CLAMP: float = 0.0022336
+#: Constant clamp of de-noising targets (1x grid), counts/s/pixel.
+DN_TARGET_CLAMP: float = 0.0022336
+#: Constant clamp of super-resolution targets (2x grid), counts/s/pixel (= INPUT_CLAMP / 4).
+SR_TARGET_CLAMP: float = 0.0005584
+#: Softening of the asinh stretch.
+ASINH_A: float = 0.02
+#: Scale of the log stretch.
+LOG_A: float = 1000.0
+#: Names of the supported stretches.
+STRETCHES: tuple[str, ...] = ("linear", "sqrt", "asinh", "log")
+
+ClampMode = Literal["constant", "quantile", "none"]
+
+
+@dataclass(frozen=True)
+class ClampSpec:
+    """How to choose the clamp value of an image.
+
+    Parameters
+    ----------
+    mode : {"constant", "quantile", "none"}
+        See the module documentation.
+    q : float, optional
+        Quantile in (0, 1] for ``mode="quantile"``.
+    value : float, optional
+        Input clamp for ``mode="constant"`` (default: the paper's 0.0022336).
+    """
+
+    mode: ClampMode
+    q: float | None = None
+    value: float | None = None
+
+    @classmethod
+    def parse(cls, text: "str | ClampSpec") -> "ClampSpec":
+        """Parse ``"constant"``, ``"constant:V"``, ``"quantile:q"`` or ``"none"``.
+
+        Parameters
+        ----------
+        text : str or ClampSpec
+            The specification (a ClampSpec is returned unchanged).
+
+        Returns
+        -------
+        ClampSpec
+
+        Raises
+        ------
+        ConfigError
+            For anything else, naming the text and the accepted forms.
+        """
+        if isinstance(text, ClampSpec):
+            return text
+        s = str(text).strip().lower()
+        forms = "expected 'constant', 'constant:VALUE', 'quantile:Q' with 0 < Q <= 1, or 'none'"
+        name, _, arg = s.partition(":")
+        try:
+            if name == "none" and not arg:
+                return cls("none")
+            if name == "constant":
+                if not arg:
+                    return cls("constant")
+                v = float(arg)
+                if not (math.isfinite(v) and v > 0):
+                    raise ValueError
+                return cls("constant", value=v)
+            if name == "quantile":
+                q = float(arg) if arg else 0.9999
+                if not (0.0 < q <= 1.0):
+                    raise ValueError
+                return cls("quantile", q=q)
+        except ValueError:
+            pass
+        raise ConfigError(f"invalid clamp {text!r}: {forms}")
+
+    def __str__(self) -> str:
+        if self.mode == "quantile":
+            return f"quantile:{self.q:g}"
+        if self.mode == "constant" and self.value is not None:
+            return f"constant:{self.value:g}"
+        return self.mode
+
+
+@dataclass(frozen=True)
+class NormInfo:
+    """What :func:`normalise` did, enough for :func:`denormalise` to undo it.
+
+    Parameters
+    ----------
+    mode : str
+        Clamp mode (``"constant"``, ``"quantile"``, ``"none"``).
+    value : float
+        Clamp value in counts/s/pixel (the rate that maps to 1 before the stretch).
+    stretch : str
+        Stretch name.
+    q : float, optional
+        The quantile, for quantile clamps.
+    """
+
+    mode: str
+    value: float
+    stretch: str
+    q: float | None = None
+
+    def for_output(self, factor: int) -> "NormInfo":
+        """The info for a network output on a grid ``factor`` times finer (value / factor**2)."""
+        return NormInfo(self.mode, self.value / float(factor) ** 2, self.stretch, self.q)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (for product attributes)."""
+        return {"clamp_mode": self.mode, "clamp_value": self.value, "stretch": self.stretch,
+                "clamp_quantile": self.q}
+
+
+def _xp(x: Any):
+    if isinstance(x, np.ndarray) or np.isscalar(x):
+        return np
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return torch
+    return np
+
+
+def _check_stretch(stretch: str) -> str:
+    if stretch not in STRETCHES:
+        raise ConfigError(f"unknown stretch {stretch!r}; expected one of {', '.join(STRETCHES)}")
+    return stretch
+
+
+def stretch_forward(x: Any, stretch: str) -> Any:
+    """Apply a stretch to values in [0, 1] (numpy array or torch tensor).
+
+    Parameters
+    ----------
+    x : array or tensor
+        Values in [0, 1].
+    stretch : {"linear", "sqrt", "asinh", "log"}
+        The stretch.
+
+    Returns
+    -------
+    array or tensor
+        Stretched values in [0, 1], same type as ``x``.
+    """
+    _check_stretch(stretch)
+    xp = _xp(x)
+    if stretch == "linear":
+        return x * 1.0
+    if stretch == "sqrt":
+        return xp.sqrt(x)
+    if stretch == "asinh":
+        return xp.arcsinh(x / ASINH_A) / math.asinh(1.0 / ASINH_A)
+    return xp.log1p(LOG_A * x) / math.log1p(LOG_A)
+
+
+def stretch_inverse(y: Any, stretch: str) -> Any:
+    """Exact inverse of :func:`stretch_forward` on [0, 1].
+
+    Parameters
+    ----------
+    y : array or tensor
+        Stretched values in [0, 1].
+    stretch : {"linear", "sqrt", "asinh", "log"}
+        The stretch.
+
+    Returns
+    -------
+    array or tensor
+        Linear values in [0, 1], same type as ``y``.
+    """
+    _check_stretch(stretch)
+    xp = _xp(y)
+    if stretch == "linear":
+        return y * 1.0
+    if stretch == "sqrt":
+        return y * y
+    if stretch == "asinh":
+        return ASINH_A * xp.sinh(y * math.asinh(1.0 / ASINH_A))
+    return xp.expm1(y * math.log1p(LOG_A)) / LOG_A
+
+
+def _constant_for(role: str, factor: int, spec: ClampSpec) -> float:
+    base = spec.value if spec.value is not None else INPUT_CLAMP
+    if role == "input":
+        return base
+    if spec.value is None:
+        return SR_TARGET_CLAMP if factor == 2 else (DN_TARGET_CLAMP if factor == 1 else
+                                                     INPUT_CLAMP / factor**2)
+    return base / factor**2
+
+
+def clamp_value(
+    rate: np.ndarray,
+    clamp: "str | ClampSpec",
+    *,
+    mask: np.ndarray | None = None,
+    role: Literal["input", "target"] = "input",
+    factor: int = 1,
+) -> float:
+    """The clamp value (counts/s/pixel) of an image.
+
+    Parameters
+    ----------
+    rate : numpy.ndarray
+        Rate image in counts/s/pixel.
+    clamp : str or ClampSpec
+        Clamp specification.
+    mask : numpy.ndarray, optional
+        Pixels to consider for quantiles (non-zero = inside).
+    role : {"input", "target"}
+        Whether the image is a network input or a training target; only matters for the
+        constant clamp (SR targets use 0.0005584).
+    factor : int
+        Grid factor of a target (1 for DN, 2 for SR).
+
+    Returns
+    -------
+    float
+        A positive, finite value.
+    """
+    spec = ClampSpec.parse(clamp)
+    if spec.mode == "constant":
+        return float(_constant_for(role, factor, spec))
+    data = np.asarray(rate, dtype=np.float64)
+    if mask is not None:
+        data = data[np.asarray(mask) != 0]
+    data = data[np.isfinite(data)]
+    if data.size == 0:
+        value = float("nan")
+    elif spec.mode == "quantile":
+        value = float(np.quantile(data, spec.q))
+    else:
+        value = float(data.max())
+    if not (math.isfinite(value) and value > 0):
+        fallback = _constant_for(role, factor, ClampSpec("constant"))
+        logger.warning(
+            "%s clamp of an image without positive values gives %r; using the constant %g",
+            spec, value, fallback,
+        )
+        value = fallback
+    return value
+
+
+def normalise(
+    rate: np.ndarray,
+    clamp: "str | ClampSpec",
+    stretch: str = "sqrt",
+    *,
+    mask: np.ndarray | None = None,
+    role: Literal["input", "target"] = "input",
+    factor: int = 1,
+) -> tuple[np.ndarray, NormInfo]:
+    """Clamp, scale and stretch a rate image into [0, 1].
+
+    Parameters
+    ----------
+    rate : numpy.ndarray
+        Rate image (counts/s/pixel), already multiplied by the detector mask.
+    clamp : str or ClampSpec
+        ``"constant"``, ``"quantile:q"``, ``"none"`` (see :class:`ClampSpec`).
+    stretch : {"linear", "sqrt", "asinh", "log"}
+        The stretch (paper: sqrt).
+    mask, role, factor
+        See :func:`clamp_value`.
+
+    Returns
+    -------
+    x : numpy.ndarray
+        float32 image in [0, 1].
+    info : NormInfo
+        Clamp mode, value and stretch, for :func:`denormalise`.
+    """
+    spec = ClampSpec.parse(clamp)
+    _check_stretch(stretch)
+    value = clamp_value(rate, spec, mask=mask, role=role, factor=factor)
+    r = np.nan_to_num(np.asarray(rate, dtype=np.float64), nan=0.0, posinf=value, neginf=0.0)
+    lin = np.clip(r, 0.0, value) / value
+    x = np.clip(stretch_forward(lin, stretch), 0.0, 1.0).astype(np.float32)
+    return x, NormInfo(spec.mode, value, stretch, spec.q)
+
+
+def denormalise(x: Any, info: NormInfo) -> Any:
+    """Invert :func:`normalise`: inverse stretch, then times the clamp value.
+
+    Parameters
+    ----------
+    x : array or tensor
+        Normalised values (clipped to [0, 1] first).
+    info : NormInfo
+        From :func:`normalise` (use :meth:`NormInfo.for_output` for network outputs).
+
+    Returns
+    -------
+    array or tensor
+        Rate in counts/s/pixel (float64 for numpy input).
+    """
+    xp = _xp(x)
+    if xp is np:
+        y = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
+    else:
+        y = x.clamp(0.0, 1.0)
+    return stretch_inverse(y, info.stretch) * info.value

@@ -1,0 +1,506 @@
+"""Named, versioned network weights: saving, the registry, and safe loading.
+
+Weight files are ``torch.save`` dictionaries holding only plain data and tensors::
+
+    {"format": "xsa-enhance-weights", "format_version": 1, "kind": "sr"|"dn",
+     "name": ..., "config": {...}, "card": {...}, "state_dict": {...}}
+
+so that they load with ``torch.load(weights_only=True)``; a file that needs anything else
+(e.g. a malicious pickle that would run code) is refused with :class:`InputFileError`.
+
+The registry is ``registry.json`` in a weights directory (by default the ``xsa_enhance/weights``
+folder shipped inside the package; the environment variable ``XSA_ENHANCE_WEIGHTS_DIR`` or the
+``registry_dir`` keyword select another one)::
+
+    {"format_version": 1, "models": [{"name": "xmm-superres", "version": 1, "kind": "sr",
+      "file": "xmm-superres-v1.pt", "sha256": "...", "config": {...}, "card": {...}}, ...]}
+
+A model is addressed as ``NAME-vN`` (one version), ``NAME`` (its latest version; e.g. the
+aliases ``xmm-superres`` and ``xmm-denoise``) or by the path of a weight file. The sha256 of a
+registered file is checked before it is unpickled; for a file given by path, the sidecar
+``FILE.sha256`` written by :func:`save_weights` is checked when present.
+
+Config keys used by the inference engine (defaults in brackets): ``filters`` [32],
+``blocks`` [4], ``growth`` [32], ``exposure_channel`` [False], ``input_exposure_s`` [20000],
+``target_exposure_s`` [SR 100000, DN 50000], ``stretch`` ["sqrt"], ``clamp`` ["constant"],
+``pad_shape`` [[416, 416]].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from xsa_enhance.errors import ConfigError, InputFileError, XsaError
+from xsa_enhance.models.networks import build_network
+
+__all__ = [
+    "WEIGHTS_FORMAT",
+    "DEFAULT_CONFIG",
+    "LoadedModel",
+    "ModelEntry",
+    "default_registry_dir",
+    "file_sha256",
+    "save_weights",
+    "register_weights",
+    "list_models",
+    "resolve_model",
+    "load_model",
+]
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FORMAT = "xsa-enhance-weights"
+_FORMAT_VERSION = 1
+_REGISTRY_FILE = "registry.json"
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_VERSIONED_RE = re.compile(r"^(?P<base>.+)-v(?P<version>\d+)$")
+
+#: Defaults of the inference-related config keys, per kind.
+DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
+    "sr": {"filters": 32, "blocks": 4, "growth": 32, "exposure_channel": False,
+           "input_exposure_s": 20_000.0, "target_exposure_s": 100_000.0,
+           "stretch": "sqrt", "clamp": "constant", "pad_shape": [416, 416]},
+    "dn": {"filters": 32, "blocks": 4, "growth": 32, "exposure_channel": False,
+           "input_exposure_s": 20_000.0, "target_exposure_s": 50_000.0,
+           "stretch": "sqrt", "clamp": "constant", "pad_shape": [416, 416]},
+}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registry entry.
+
+    Parameters
+    ----------
+    name : str
+        Base name (``xmm-superres``).
+    version : int
+        Version number; ``id`` is ``f"{name}-v{version}"``.
+    kind : str
+        ``"sr"`` or ``"dn"``.
+    file : str
+        Weight file name, relative to the registry directory.
+    sha256 : str
+        Hex digest of the file.
+    config, card : dict
+        Network/inference configuration and model card.
+    """
+
+    name: str
+    version: int
+    kind: str
+    file: str
+    sha256: str
+    config: dict[str, Any] = field(default_factory=dict)
+    card: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        """``NAME-vVERSION``."""
+        return f"{self.name}-v{self.version}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {"name": self.name, "version": self.version, "kind": self.kind,
+                "file": self.file, "sha256": self.sha256, "config": self.config,
+                "card": self.card}
+
+
+@dataclass
+class LoadedModel:
+    """A network ready for inference, with its provenance.
+
+    Parameters
+    ----------
+    name : str
+        Registry id (``xmm-superres-v1``) or the file name for unregistered weights.
+    kind : str
+        ``"sr"`` or ``"dn"``.
+    sha256 : str
+        Digest of the weight file.
+    network : torch.nn.Module
+        The network, in eval mode.
+    config, card : dict
+        Full configuration (defaults filled in) and model card.
+    factor : int
+        Output grid factor (2 for SR, 1 for DN).
+    input_exposure_s, target_exposure_s : float
+        Exposure the model expects and the exposure its output represents.
+    stretch, clamp : str
+        Default stretch and clamp.
+    path : pathlib.Path, optional
+        Weight file.
+    """
+
+    name: str
+    kind: str
+    sha256: str
+    network: nn.Module
+    config: dict[str, Any]
+    card: dict[str, Any]
+    factor: int
+    input_exposure_s: float
+    target_exposure_s: float
+    stretch: str
+    clamp: str
+    path: Path | None = None
+
+    @property
+    def receptive_radius(self) -> int:
+        """Receptive-field radius of the network in input pixels."""
+        from xsa_enhance.models.networks import receptive_radius
+
+        return receptive_radius(int(self.config["blocks"]))
+
+    @property
+    def exposure_channel(self) -> bool:
+        """Whether the network takes the exposure channel."""
+        return bool(self.config.get("exposure_channel", False))
+
+    @property
+    def pad_shape(self) -> tuple[int, int]:
+        """Shape the 1x frame is padded to."""
+        ps = self.config.get("pad_shape") or [416, 416]
+        return int(ps[0]), int(ps[1])
+
+
+def default_registry_dir() -> Path:
+    """The weights directory: ``$XSA_ENHANCE_WEIGHTS_DIR`` or the package's ``weights``."""
+    env = os.environ.get("XSA_ENHANCE_WEIGHTS_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1] / "weights"
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+
+    Returns
+    -------
+    str
+    """
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read weight file: {exc.strerror or exc}") from exc
+    return h.hexdigest()
+
+
+def _full_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    if kind not in DEFAULT_CONFIG:
+        raise ConfigError(f"unknown model kind {kind!r}; expected 'sr' or 'dn'")
+    full = dict(DEFAULT_CONFIG[kind])
+    full.update(config or {})
+    full["kind"] = kind
+    return full
+
+
+def _jsonable(obj: Any, what: str) -> Any:
+    try:
+        return json.loads(json.dumps(obj))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what} must be JSON-serialisable: {exc}") from exc
+
+
+def save_weights(
+    network: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    name: str,
+    kind: str,
+    config: dict[str, Any],
+    card: dict[str, Any],
+) -> str:
+    """Save a network's weights with its configuration and model card.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        A network from :func:`~xsa_enhance.models.networks.build_network`.
+    path : path-like
+        Output ``.pt`` file; a sidecar ``PATH.sha256`` is written next to it.
+    name : str
+        Model name (stored in the file).
+    kind : {"sr", "dn"}
+        Must match the network.
+    config : dict
+        Inference configuration (see the module docs); the network's architecture
+        parameters are added and must agree with any given here.
+    card : dict
+        Model card (JSON-serialisable): training data, metrics, caveats...
+
+    Returns
+    -------
+    str
+        sha256 hex digest of the written file.
+    """
+    arch = dict(getattr(network, "config", {}))
+    if arch.get("kind") not in (None, kind):
+        raise ConfigError(f"network kind {arch.get('kind')!r} does not match kind={kind!r}")
+    full = _full_config(kind, config)
+    for key, val in arch.items():
+        if key in (config or {}) and config[key] != val:
+            raise ConfigError(f"config {key}={config[key]!r} contradicts the network ({val!r})")
+        full[key] = val
+    payload = {
+        "format": WEIGHTS_FORMAT,
+        "format_version": _FORMAT_VERSION,
+        "name": str(name),
+        "kind": kind,
+        "config": _jsonable(full, "config"),
+        "card": _jsonable(card or {}, "card"),
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()},
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    digest = file_sha256(path)
+    path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
+    logger.info("saved %s weights %r to %s (sha256 %s)", kind, name, path, digest)
+    return digest
+
+
+def _read_registry(directory: Path) -> list[ModelEntry]:
+    reg = directory / _REGISTRY_FILE
+    if not reg.exists():
+        return []
+    try:
+        data = json.loads(reg.read_text())
+        return [ModelEntry(**m) for m in data.get("models", [])]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InputFileError(reg, f"corrupt weights registry: {exc}") from exc
+
+
+def _write_registry(directory: Path, entries: list[ModelEntry]) -> None:
+    reg = directory / _REGISTRY_FILE
+    tmp = reg.with_name(reg.name + ".tmp")
+    doc = {"format_version": _FORMAT_VERSION, "models": [e.as_dict() for e in entries]}
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, reg)
+
+
+def list_models(*, registry_dir: str | os.PathLike[str] | None = None) -> list[ModelEntry]:
+    """Registered weights, sorted by name and version.
+
+    Parameters
+    ----------
+    registry_dir : path-like, optional
+        Weights directory (default :func:`default_registry_dir`).
+
+    Returns
+    -------
+    list of ModelEntry
+    """
+    directory = Path(registry_dir) if registry_dir is not None else default_registry_dir()
+    return sorted(_read_registry(directory), key=lambda e: (e.name, e.version))
+
+
+def register_weights(
+    path: str | os.PathLike[str],
+    *,
+    name: str,
+    kind: str,
+    config: dict[str, Any] | None = None,
+    card: dict[str, Any] | None = None,
+    registry_dir: str | os.PathLike[str] | None = None,
+) -> ModelEntry:
+    """Copy a weight file into the registry as a new version.
+
+    Parameters
+    ----------
+    path : path-like
+        A file written by :func:`save_weights`.
+    name : str
+        ``NAME`` (next free version) or ``NAME-vN`` (that version; must be new).
+    kind : {"sr", "dn"}
+        Must match the file.
+    config, card : dict, optional
+        Override the config / card stored in the file (default: those in the file).
+    registry_dir : path-like, optional
+        Weights directory (default :func:`default_registry_dir`).
+
+    Returns
+    -------
+    ModelEntry
+        The new entry (``entry.id`` is the name to load it by).
+    """
+    src = Path(path)
+    payload = _safe_load(src)
+    if payload["kind"] != kind:
+        raise InputFileError(src, f"holds {payload['kind']!r} weights, not {kind!r}")
+    m = _VERSIONED_RE.match(name)
+    base, version = (m["base"], int(m["version"])) if m else (name, None)
+    if not _NAME_RE.match(base):
+        raise ConfigError(f"invalid model name {name!r}: use lower-case letters, digits, -_.")
+    directory = Path(registry_dir) if registry_dir is not None else default_registry_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    entries = _read_registry(directory)
+    used = [e.version for e in entries if e.name == base]
+    if version is None:
+        version = max(used, default=0) + 1
+    elif version in used:
+        raise ConfigError(f"{base}-v{version} is already registered in {directory}")
+    fname = f"{base}-v{version}.pt"
+    shutil.copyfile(src, directory / fname)
+    digest = file_sha256(directory / fname)
+    full = _full_config(kind, config if config is not None else payload["config"])
+    entry = ModelEntry(
+        name=base, version=version, kind=kind, file=fname, sha256=digest,
+        config=_jsonable(full, "config"),
+        card=_jsonable(card if card is not None else payload.get("card", {}), "card"),
+    )
+    _write_registry(directory, entries + [entry])
+    logger.info("registered %s (%s, sha256 %s) in %s", entry.id, kind, digest, directory)
+    return entry
+
+
+def resolve_model(
+    name: str, *, registry_dir: str | os.PathLike[str] | None = None
+) -> ModelEntry:
+    """Find the registry entry for ``NAME-vN`` or ``NAME`` (latest version).
+
+    Raises
+    ------
+    ConfigError
+        Unknown name; the message lists the known names.
+    """
+    entries = list_models(registry_dir=registry_dir)
+    for e in entries:
+        if e.id == name:
+            return e
+    versions = [e for e in entries if e.name == name]
+    if versions:
+        return max(versions, key=lambda e: e.version)
+    known = sorted({e.id for e in entries} | {e.name for e in entries})
+    listing = ", ".join(known) if known else "none registered yet"
+    raise ConfigError(f"unknown model {name!r}; known models: {listing} (or give a .pt path)")
+
+
+def _safe_load(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise InputFileError(path, "weight file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise InputFileError(
+            path,
+            "refused to load: the file contains Python objects other than plain weights "
+            f"(possibly malicious); only files written by save_weights are accepted ({first})",
+        ) from exc
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise InputFileError(path, f"not a readable torch weight file: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
+        raise InputFileError(path, "not an xsa-enhance weight file (missing format marker)")
+    if payload.get("kind") not in DEFAULT_CONFIG or "state_dict" not in payload:
+        raise InputFileError(path, "weight file lacks its kind or state_dict")
+    return payload
+
+
+def load_model(
+    name_or_path: str | os.PathLike[str],
+    *,
+    device: str | torch.device | None = None,
+    sha256: str | None = None,
+    registry_dir: str | os.PathLike[str] | None = None,
+) -> LoadedModel:
+    """Load registered weights (by name) or a weight file (by path).
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        ``NAME-vN``, ``NAME`` (latest version, e.g. ``xmm-superres``), or a ``.pt`` path.
+    device : str or torch.device, optional
+        Where to put the network (default CPU).
+    sha256 : str, optional
+        Expected digest of a file given by path (default: its ``.sha256`` sidecar if any).
+    registry_dir : path-like, optional
+        Weights directory (default :func:`default_registry_dir`).
+
+    Returns
+    -------
+    LoadedModel
+
+    Raises
+    ------
+    ConfigError
+        Unknown model name.
+    InputFileError
+        Missing file, sha256 mismatch, unsafe or malformed file.
+    """
+    text = os.fspath(name_or_path)
+    as_path = Path(text)
+    entry: ModelEntry | None = None
+    if as_path.suffix in (".pt", ".pth") or as_path.is_file() or os.sep in text:
+        path = as_path
+        expected = sha256
+        sidecar = path.with_name(path.name + ".sha256")
+        if expected is None and sidecar.is_file():
+            expected = sidecar.read_text().split()[0] if sidecar.read_text().split() else None
+        display = path.name
+    else:
+        entry = resolve_model(text, registry_dir=registry_dir)
+        directory = Path(registry_dir) if registry_dir is not None else default_registry_dir()
+        path = directory / entry.file
+        expected = entry.sha256
+        display = entry.id
+    if not path.is_file():
+        raise InputFileError(path, "weight file not found")
+    digest = file_sha256(path)
+    if expected is not None and digest.lower() != expected.lower():
+        raise InputFileError(
+            path, f"sha256 mismatch: expected {expected}, file has {digest} "
+                  "(corrupt or replaced weights; refusing to load)"
+        )
+    if expected is None:
+        logger.warning("loading unregistered weights %s without a checksum (sha256 %s)",
+                       path, digest)
+    payload = _safe_load(path)
+    kind = payload["kind"]
+    config = _full_config(kind, entry.config if entry else payload.get("config", {}))
+    card = entry.card if entry else payload.get("card", {})
+    try:
+        net = build_network(
+            kind, filters=int(config["filters"]), blocks=int(config["blocks"]),
+            growth=int(config["growth"]), exposure_channel=bool(config["exposure_channel"]),
+        )
+        net.load_state_dict(payload["state_dict"], strict=True)
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise InputFileError(path, f"weights do not fit the {kind} network in its config: "
+                                   f"{str(exc).splitlines()[0]}") from exc
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    if device is not None:
+        net.to(torch.device(device))
+    try:
+        return LoadedModel(
+            name=display, kind=kind, sha256=digest, network=net, config=config, card=card,
+            factor=int(net.factor), input_exposure_s=float(config["input_exposure_s"]),
+            target_exposure_s=float(config["target_exposure_s"]),
+            stretch=str(config["stretch"]), clamp=str(config["clamp"]), path=path,
+        )
+    except (KeyError, TypeError, ValueError) as exc:  # pragma: no cover - defaults fill keys
+        raise XsaError(f"{path}: incomplete model config: {exc}") from exc
