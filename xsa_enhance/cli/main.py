@@ -38,3 +38,9 @@ def main(verbose: int, log_level: str | None) -> None:
 
 
 # Stage commands are registered below, one import per CLI module.
+from xsa_enhance.cli.validate import validate  # noqa: E402
+
+main.add_command(validate)
+from xsa_enhance.cli.deploy import deploy  # noqa: E402
+
+main.add_command(deploy)
