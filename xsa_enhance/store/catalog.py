@@ -1,0 +1,321 @@
+"""Catalogs kept inside the Zarr product store.
+
+A catalog is a Zarr group holding one 1-D array per column (variable-length UTF-8 strings
+for text). Only the pipeline driver appends, and only after the products a row describes
+are complete. An append resizes and writes every column first and then publishes the new
+row count in the group attribute ``nrows``; readers only ever read the first ``nrows``
+rows, so a run killed in the middle of an append leaves the catalog as it was before the
+append (the stale tail is overwritten by the next append).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+from astropy.table import Table
+
+from xsa_enhance.errors import XsaError
+
+__all__ = [
+    "CATALOG_NAMES",
+    "CATALOG_SCHEMAS",
+    "Catalog",
+    "CatalogCorruptError",
+    "Column",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class CatalogCorruptError(XsaError):
+    """A catalog group whose columns do not agree with its published row count."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One catalog column.
+
+    Parameters
+    ----------
+    name : str
+        Column name.
+    dtype : str
+        ``"str"``, ``"f8"``, ``"i8"`` or ``"bool"``.
+    unit : str
+        Physical unit (astropy unit string, ``""`` for none).
+    description : str
+        What the column holds.
+    """
+
+    name: str
+    dtype: str
+    unit: str
+    description: str
+
+
+def _c(name: str, dtype: str, unit: str, description: str) -> Column:
+    return Column(name, dtype, unit, description)
+
+
+#: Column definitions of the four catalogs (the JSON Schemas in ``schemas/`` mirror these).
+CATALOG_SCHEMAS: dict[str, tuple[Column, ...]] = {
+    "observations": (
+        _c("obsid", "str", "", "XMM-Newton observation identifier (10 digits)"),
+        _c("expidstr", "str", "", "EPIC-pn exposure identifier (e.g. S003)"),
+        _c("ra_pnt", "f8", "deg", "pointing right ascension (RA_PNT)"),
+        _c("dec_pnt", "f8", "deg", "pointing declination (DEC_PNT)"),
+        _c("pa_pnt", "f8", "deg", "position angle of the pointing (PA_PNT)"),
+        _c("filter", "str", "", "EPIC-pn filter"),
+        _c("submode", "str", "", "EPIC-pn submode"),
+        _c("date_obs", "str", "", "start of the exposure (DATE-OBS)"),
+        _c("ontime", "f8", "s", "sum of the CCD good time intervals (ONTIME)"),
+        _c("clean_exposure", "f8", "s", "exposure left after flare filtering"),
+        _c("flare_fraction", "f8", "", "fraction of the good time removed as flares"),
+        _c("n_slices", "i8", "", "number of slice images stored"),
+        _c("pps_version", "str", "", "PPS version of the harvested products"),
+        _c("pps_proc_date", "str", "", "PPS processing date"),
+        _c("harvest_status", "str", "", "downloaded or cached"),
+        _c("harvest_time", "str", "", "when the products were harvested (UTC, ISO 8601)"),
+        _c("status", "str", "", "ok or skipped"),
+        _c("reason", "str", "", "why the observation was skipped (empty when ok)"),
+        _c("store_path", "str", "", "group of the observation in the store"),
+        _c("run_id", "str", "", "run that committed the row"),
+        _c("created", "str", "", "when the row was committed (UTC, ISO 8601)"),
+    ),
+    "slices": (
+        _c("obsid", "str", "", "observation identifier"),
+        _c("expidstr", "str", "", "exposure identifier"),
+        _c("slice_id", "str", "", "slice key <expid>_<length>ks_<index>"),
+        _c("length_ks", "i8", "ks", "nominal slice exposure (multiple of 10 ks)"),
+        _c("n_slices", "i8", "", "number of slices of this length in the observation"),
+        _c("index", "i8", "", "zero-based index of the slice among those of its length"),
+        _c("start", "f8", "s", "start of the first good time interval (mission time, TT)"),
+        _c("stop", "f8", "s", "end of the last good time interval (mission time, TT)"),
+        _c("exposure", "f8", "s", "clean exposure of the slice"),
+        _c("counts", "i8", "", "counts in the image (band, screened, inside the mask)"),
+        _c("band", "str", "", "energy band of the image (PI range, eV)"),
+        _c("store_path", "str", "", "group of the slice input in the store"),
+        _c("run_id", "str", "", "run that committed the row"),
+        _c("created", "str", "", "when the row was committed (UTC, ISO 8601)"),
+    ),
+    "products": (
+        _c("obsid", "str", "", "observation identifier"),
+        _c("expidstr", "str", "", "exposure identifier"),
+        _c("slice_id", "str", "", "slice key of the input image"),
+        _c("length_ks", "i8", "ks", "nominal exposure of the input slice"),
+        _c("model", "str", "", "model name"),
+        _c("kind", "str", "", "sr (super-resolution) or dn (de-noising)"),
+        _c("weights_sha256", "str", "", "SHA-256 of the model weights"),
+        _c("clamp_mode", "str", "", "constant or quantile"),
+        _c("clamp_value", "f8", "ct/s", "clamp applied to the input rate image (per pixel)"),
+        _c("stretch", "str", "", "intensity stretch (linear, sqrt, asinh, log)"),
+        _c("grid", "str", "", "output grid (1x: 4 arcsec pixels, 2x: 2 arcsec pixels)"),
+        _c("input_counts", "f8", "", "counts of the input image inside the mask"),
+        _c("output_counts", "f8", "", "counts of the enhanced image inside its mask"),
+        _c("output_exposure", "f8", "s", "exposure the enhanced image represents"),
+        _c("store_path", "str", "", "group of the product in the store"),
+        _c("software_version", "str", "", "xsa-enhance version that made the product"),
+        _c("run_id", "str", "", "run that committed the row"),
+        _c("created", "str", "", "when the product row was committed (UTC, ISO 8601)"),
+    ),
+    "runs": (
+        _c("run_id", "str", "", "run identifier"),
+        _c("obsid", "str", "", "observation identifier"),
+        _c("status", "str", "", "ok, failed or skipped"),
+        _c("stage", "str", "", "stage that decided the status (select, harvest, events, enhance, store)"),
+        _c("reason", "str", "", "why it failed or was skipped (empty when ok)"),
+        _c("n_slices", "i8", "", "slice images written in this run"),
+        _c("n_products", "i8", "", "enhanced products written in this run"),
+        _c("started", "str", "", "when the observation was submitted (UTC, ISO 8601)"),
+        _c("finished", "str", "", "when its outcome was recorded (UTC, ISO 8601)"),
+        _c("duration", "f8", "s", "wall time of its tasks"),
+        _c("software_version", "str", "", "xsa-enhance version"),
+    ),
+}
+
+#: The catalog names, in the order they are created.
+CATALOG_NAMES: tuple[str, ...] = tuple(CATALOG_SCHEMAS)
+
+#: Columns identifying a row uniquely in each catalog (``runs`` is a log: no key).
+CATALOG_KEYS: dict[str, tuple[str, ...]] = {
+    "observations": ("obsid", "expidstr"),
+    "slices": ("obsid", "slice_id"),
+    "products": ("obsid", "slice_id", "model", "clamp_mode"),
+    "runs": (),
+}
+
+_CHUNK = 4096
+_FILL = {"f8": np.nan, "i8": -1, "bool": False, "str": ""}
+
+
+def _np_dtype(dtype: str) -> object:
+    return str if dtype == "str" else np.dtype(dtype)
+
+
+class Catalog:
+    """A catalog group: 1-D column arrays plus the published row count.
+
+    Parameters
+    ----------
+    group : zarr.Group
+        The catalog group (created with :meth:`create`).
+    name : str
+        Catalog name, one of :data:`CATALOG_NAMES`.
+    """
+
+    def __init__(self, group: zarr.Group, name: str) -> None:
+        if name not in CATALOG_SCHEMAS:
+            raise ValueError(f"unknown catalog {name!r}; expected one of {CATALOG_NAMES}")
+        self.group = group
+        self.name = name
+        self.columns = CATALOG_SCHEMAS[name]
+        self.key = CATALOG_KEYS[name]
+
+    @classmethod
+    def create(cls, parent: zarr.Group, name: str) -> "Catalog":
+        """Create the catalog group under ``parent`` (or open it when it exists).
+
+        Parameters
+        ----------
+        parent : zarr.Group
+            Group holding the catalogs.
+        name : str
+            Catalog name.
+
+        Returns
+        -------
+        Catalog
+        """
+        columns = CATALOG_SCHEMAS[name]
+        if name in parent:
+            return cls(parent[name], name)  # type: ignore[arg-type]
+        group = parent.create_group(
+            name,
+            attributes={
+                "nrows": 0,
+                "catalog": name,
+                "columns": [c.name for c in columns],
+                "key": list(CATALOG_KEYS[name]),
+            },
+        )
+        for col in columns:
+            group.create_array(
+                col.name,
+                shape=(0,),
+                chunks=(_CHUNK,),
+                dtype=_np_dtype(col.dtype),
+                fill_value=_FILL[col.dtype],
+                dimension_names=["row"],
+                attributes={"unit": col.unit, "description": col.description},
+            )
+        return cls(group, name)
+
+    @property
+    def nrows(self) -> int:
+        """Number of published rows."""
+        return int(self.group.attrs.get("nrows", 0))
+
+    def _column_array(self, name: str) -> zarr.Array:
+        try:
+            arr = self.group[name]
+        except KeyError as exc:
+            raise CatalogCorruptError(f"catalog {self.name}: column {name!r} missing") from exc
+        return arr  # type: ignore[return-value]
+
+    def column(self, name: str) -> np.ndarray:
+        """Return the published values of one column."""
+        n = self.nrows
+        arr = self._column_array(name)
+        if arr.shape[0] < n:
+            raise CatalogCorruptError(
+                f"catalog {self.name}: column {name!r} has {arr.shape[0]} rows, "
+                f"{n} published"
+            )
+        values = arr[:n] if n else np.zeros(0, dtype=object if arr.dtype.kind in "OTU" else arr.dtype)
+        values = np.asarray(values)
+        if values.dtype.kind == "T" or values.dtype == object:
+            values = values.astype(str) if n else np.zeros(0, dtype="U1")
+        return values
+
+    def keys(self) -> set[tuple[str, ...]]:
+        """Set of key tuples of the published rows (empty for a catalog without a key)."""
+        if not self.key:
+            return set()
+        cols = [self.column(k) for k in self.key]
+        return {tuple(str(v) for v in row) for row in zip(*cols)}
+
+    def append(self, rows: Sequence[Mapping[str, object]]) -> int:
+        """Append rows (driver only) and publish them.
+
+        Parameters
+        ----------
+        rows : sequence of mappings
+            One mapping per row with a value for every column.
+
+        Returns
+        -------
+        int
+            The new number of rows.
+
+        Raises
+        ------
+        ValueError
+            When a row lacks a column or names an unknown one.
+        """
+        if not rows:
+            return self.nrows
+        names = {c.name for c in self.columns}
+        for row in rows:
+            missing = names - set(row)
+            extra = set(row) - names
+            if missing or extra:
+                raise ValueError(
+                    f"catalog {self.name}: row has missing columns {sorted(missing)} "
+                    f"and unknown columns {sorted(extra)}"
+                )
+        n0 = self.nrows
+        n1 = n0 + len(rows)
+        for col in self.columns:
+            arr = self._column_array(col.name)
+            if col.dtype == "str":
+                values = np.array([str(r[col.name]) for r in rows], dtype=object)
+            else:
+                values = np.array([r[col.name] for r in rows], dtype=col.dtype)
+            # Whatever an interrupted append left beyond n0 is simply overwritten.
+            arr.resize((n1,))
+            arr[n0:n1] = values
+        self.group.attrs["nrows"] = n1
+        logger.debug("catalog %s: %d -> %d rows", self.name, n0, n1)
+        return n1
+
+    def read(self) -> Table:
+        """Return the published rows as an astropy Table with units and descriptions."""
+        table = Table()
+        for col in self.columns:
+            values = self.column(col.name)
+            table[col.name] = values
+            if col.unit:
+                table[col.name].unit = col.unit
+            table[col.name].description = col.description
+        table.meta["catalog"] = self.name
+        return table
+
+
+def rows_from_table(table: Table) -> list[dict[str, object]]:
+    """Convert an astropy Table back into row mappings (plain Python values)."""
+    out: list[dict[str, object]] = []
+    for row in table:
+        out.append({name: row[name].item() if hasattr(row[name], "item") else row[name]
+                    for name in table.colnames})
+    return out
+
+
+def iter_catalogs(parent: zarr.Group) -> Iterable[Catalog]:
+    """Yield the catalogs present under ``parent`` in :data:`CATALOG_NAMES` order."""
+    for name in CATALOG_NAMES:
+        if name in parent:
+            yield Catalog(parent[name], name)  # type: ignore[arg-type]

@@ -1,0 +1,486 @@
+"""The Zarr v3 product store: slice images, enhanced products and catalogs.
+
+Layout (``<store>`` is a local directory or an fsspec URL)::
+
+    <store>/zarr.json                       root attributes: format, software, runs
+    <store>/catalogs/{observations,slices,products,runs}/<column>   1-D column arrays
+    <store>/obs/<obsid>/                    attributes: observation metadata, GTIs
+    <store>/obs/<obsid>/<slice_id>/input/{counts,exposure,mask}
+    <store>/obs/<obsid>/<slice_id>/products/<model>__<clamp>/{counts,mask}
+
+Write rules (DESIGN.md section 8): every task owns whole arrays -- the observation task
+owns ``obs/<obsid>`` and its ``input`` groups, an enhancement task owns one
+``products/<model>__<clamp>`` group -- and writes each array in one piece (one shard per
+array, so no two writers ever touch the same shard). A group is written with
+``complete=False`` and its arrays, then its attributes are rewritten with ``complete=True``
+(one atomic metadata write). Only after that does the driver commit the catalog row.
+A group that is not complete, or complete but without a catalog row, is an *orphan* of an
+interrupted run; :meth:`ProductStore.clean_orphans` removes those before a run resumes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from xsa_enhance._version import __version__
+from xsa_enhance.errors import InputFileError
+from xsa_enhance.store.catalog import CATALOG_NAMES, Catalog
+
+__all__ = [
+    "STORE_FORMAT",
+    "ProductStore",
+    "SliceData",
+    "ProductData",
+    "product_key",
+    "slice_key",
+    "utcnow",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Version of the store layout written into the root attributes.
+STORE_FORMAT: int = 1
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def utcnow() -> str:
+    """Current UTC time as ISO 8601 with microseconds and a ``Z``."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def slice_key(expidstr: str, length_ks: int, index: int) -> str:
+    """Key of a slice inside its observation: ``<expid>_<length>ks_<index>``.
+
+    Parameters
+    ----------
+    expidstr : str
+        Exposure identifier (``S003``).
+    length_ks : int
+        Nominal slice exposure in ks.
+    index : int
+        Zero-based index of the slice among those of the same length.
+    """
+    return f"{expidstr}_{int(length_ks):03d}ks_{int(index):03d}"
+
+
+def product_key(model: str, clamp: str) -> str:
+    """Key of an enhanced product inside its slice: ``<model>__<clamp>`` (path-safe)."""
+    return f"{_SAFE.sub('_', model)}__{_SAFE.sub('_', clamp)}"
+
+
+def _chunking(shape: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Inner chunks and the single shard covering a whole image."""
+    inner = 64 if max(shape) <= 512 else 128
+    shard = tuple(int(np.ceil(s / inner) * inner) for s in shape)
+    return (inner, inner), shard  # type: ignore[return-value]
+
+
+@dataclass
+class SliceData:
+    """A slice image read back from the store."""
+
+    obsid: str
+    slice_id: str
+    counts: np.ndarray
+    exposure: np.ndarray
+    mask: np.ndarray
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ProductData:
+    """An enhanced product read back from the store."""
+
+    obsid: str
+    slice_id: str
+    key: str
+    counts: np.ndarray
+    mask: np.ndarray
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def _jsonable(value: Any) -> Any:
+    """Convert numpy scalars/arrays and paths inside attributes to JSON types."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, (_dt.datetime, _dt.date)):
+        return value.isoformat()
+    return value
+
+
+class ProductStore:
+    """A Zarr v3 product store (local directory or fsspec URL).
+
+    Parameters
+    ----------
+    url : str or pathlib.Path
+        Local path or fsspec URL of the store.
+    mode : {"r", "r+", "a"}
+        ``"r"`` read only; ``"r+"`` the store must exist; ``"a"`` create it when missing.
+    storage_options : dict, optional
+        fsspec options for remote URLs.
+
+    Notes
+    -----
+    Only one pipeline run should write a store at a time (the driver is the single writer of
+    the catalogs and the root attributes). Tasks open their own ``ProductStore`` with
+    ``mode="r+"`` and write only the groups they own.
+    """
+
+    def __init__(
+        self,
+        url: str | Path,
+        *,
+        mode: str = "a",
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        if mode not in ("r", "r+", "a"):
+            raise ValueError(f"mode must be 'r', 'r+' or 'a', got {mode!r}")
+        self.url = str(url)
+        self.mode = mode
+        self.storage_options = storage_options
+        kwargs: dict[str, Any] = {"mode": mode, "zarr_format": 3}
+        if storage_options:
+            kwargs["storage_options"] = storage_options
+        # Readers may use consolidated metadata (end-of-run snapshot); writers never do.
+        kwargs["use_consolidated"] = None if mode == "r" else False
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=UserWarning)
+                self.root = zarr.open_group(self.url, **kwargs)
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+            raise InputFileError(self.url, "no product store here") from exc
+        except (ValueError, zarr.errors.ContainsArrayError) as exc:
+            raise InputFileError(self.url, f"not a usable Zarr v3 store ({exc})") from exc
+        if mode == "r":
+            if self.root.attrs.get("xsa_enhance_store") is None:
+                raise InputFileError(self.url, "not an xsa-enhance product store")
+        else:
+            self._initialise()
+
+    # ------------------------------------------------------------------ set-up
+    def _initialise(self) -> None:
+        attrs = self.root.attrs
+        if attrs.get("xsa_enhance_store") is None:
+            if len(list(self.root.keys())) and "catalogs" not in self.root:
+                raise InputFileError(self.url, "Zarr group exists but is not a product store")
+            self.root.attrs.update(
+                {
+                    "xsa_enhance_store": STORE_FORMAT,
+                    "software_version": __version__,
+                    "created": utcnow(),
+                    "runs": [],
+                }
+            )
+        cats = self.root.require_group("catalogs")
+        for name in CATALOG_NAMES:
+            Catalog.create(cats, name)
+        self.root.require_group("obs")
+
+    # ------------------------------------------------------------------ catalogs
+    def catalog(self, name: str) -> Catalog:
+        """Return one catalog (``observations``, ``slices``, ``products``, ``runs``)."""
+        if name not in CATALOG_NAMES:
+            raise ValueError(f"unknown catalog {name!r}; expected one of {CATALOG_NAMES}")
+        try:
+            group = self.root["catalogs"][name]  # type: ignore[index]
+        except KeyError as exc:
+            raise InputFileError(self.url, f"catalog {name!r} missing") from exc
+        return Catalog(group, name)  # type: ignore[arg-type]
+
+    @property
+    def run_log(self) -> list[dict[str, Any]]:
+        """Run-level records kept in the root attributes (one per run)."""
+        return list(self.root.attrs.get("runs", []))
+
+    def record_run(self, record: Mapping[str, Any]) -> None:
+        """Add or replace (by ``run_id``) a run-level record (driver only)."""
+        runs = [r for r in self.run_log if r.get("run_id") != record.get("run_id")]
+        runs.append(_jsonable(dict(record)))
+        self.root.attrs["runs"] = runs
+
+    def last_successful_run(self) -> dict[str, Any] | None:
+        """The latest run that finished (status ``finished``), or ``None``."""
+        done = [r for r in self.run_log if r.get("status") == "finished"]
+        if not done:
+            return None
+        return max(done, key=lambda r: str(r.get("started", "")))
+
+    # ------------------------------------------------------------------ paths
+    @staticmethod
+    def observation_path(obsid: str) -> str:
+        """Group path of an observation."""
+        return f"obs/{obsid}"
+
+    @staticmethod
+    def input_path(obsid: str, slice_id: str) -> str:
+        """Group path of a slice input image."""
+        return f"obs/{obsid}/{slice_id}/input"
+
+    @staticmethod
+    def product_path(obsid: str, slice_id: str, model: str, clamp: str) -> str:
+        """Group path of an enhanced product."""
+        return f"obs/{obsid}/{slice_id}/products/{product_key(model, clamp)}"
+
+    def _group(self, path: str) -> zarr.Group | None:
+        try:
+            node = self.root[path]
+        except KeyError:
+            return None
+        return node if isinstance(node, zarr.Group) else None
+
+    def exists(self, path: str) -> bool:
+        """Whether a group exists at ``path``."""
+        return self._group(path) is not None
+
+    def is_complete(self, path: str) -> bool:
+        """Whether the group at ``path`` exists and was marked complete."""
+        group = self._group(path)
+        return bool(group is not None and group.attrs.get("complete", False))
+
+    def delete(self, path: str) -> None:
+        """Remove the group at ``path`` and everything below it (no error when absent)."""
+        parent, _, name = path.rpartition("/")
+        group = self._group(parent) if parent else self.root
+        if group is not None and name in group:
+            del group[name]
+            logger.debug("deleted %s from %s", path, self.url)
+
+    # ------------------------------------------------------------------ writing
+    def begin_observation(self, obsid: str, *, attrs: Mapping[str, Any]) -> zarr.Group:
+        """Create (replacing any leftover) the group of one observation (its task only).
+
+        Parameters
+        ----------
+        obsid : str
+            Observation identifier.
+        attrs : mapping
+            Observation metadata (pointing, GTIs, screening, provenance).
+        """
+        path = self.observation_path(obsid)
+        self.delete(path)
+        obs = self.root.require_group("obs")
+        meta = dict(_jsonable(dict(attrs)))
+        meta["complete"] = False
+        return obs.create_group(obsid, attributes=dict(meta))
+
+    def finish_observation(self, obsid: str) -> None:
+        """Mark an observation group complete (after all its slice inputs are written)."""
+        group = self._group(self.observation_path(obsid))
+        if group is None:
+            raise KeyError(f"observation {obsid} has no group in {self.url}")
+        group.attrs["complete"] = True
+
+    def _write_image_group(
+        self,
+        path: str,
+        arrays: Mapping[str, np.ndarray],
+        attrs: Mapping[str, Any],
+        *,
+        dims: tuple[str, str],
+    ) -> None:
+        self.delete(path)
+        meta = dict(_jsonable(dict(attrs)))
+        meta["complete"] = False
+        meta.setdefault("software_version", __version__)
+        # zarr keeps a reference to the dict it is given: always hand it copies.
+        group = self.root.create_group(path, attributes=dict(meta))
+        for name, data in arrays.items():
+            data = np.asarray(data)
+            chunks, shards = _chunking(data.shape)  # type: ignore[arg-type]
+            fill = False if data.dtype == bool else 0
+            arr = group.create_array(
+                name,
+                shape=data.shape,
+                chunks=chunks,
+                shards=shards,
+                dtype=data.dtype,
+                fill_value=fill,
+                dimension_names=list(dims),
+                compressors=zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"),
+            )
+            arr[...] = data
+        meta["complete"] = True
+        meta["written"] = utcnow()
+        group.attrs.put(dict(meta))
+
+    def write_slice_input(
+        self,
+        obsid: str,
+        slice_id: str,
+        *,
+        counts: np.ndarray,
+        exposure_s: float,
+        mask: np.ndarray,
+        attrs: Mapping[str, Any],
+    ) -> str:
+        """Write a slice image: counts (int32), exposure map (float32, s) and mask (bool).
+
+        The exposure map is ``exposure_s`` inside the mask and 0 outside. Returns the group
+        path. The group is marked complete only after all three arrays are written.
+        """
+        counts = np.asarray(counts)
+        mask = np.asarray(mask, dtype=bool)
+        if counts.shape != mask.shape:
+            raise ValueError(f"counts {counts.shape} and mask {mask.shape} differ in shape")
+        path = self.input_path(obsid, slice_id)
+        exposure = np.where(mask, np.float32(exposure_s), np.float32(0)).astype(np.float32)
+        meta = dict(attrs)
+        meta.update({"obsid": obsid, "slice_id": slice_id, "exposure_s": float(exposure_s)})
+        self._write_image_group(
+            path,
+            {"counts": counts.astype(np.int32), "exposure": exposure, "mask": mask},
+            meta,
+            dims=("dety", "detx"),
+        )
+        return path
+
+    def write_product(
+        self,
+        obsid: str,
+        slice_id: str,
+        *,
+        model: str,
+        clamp: str,
+        counts: np.ndarray,
+        mask: np.ndarray,
+        attrs: Mapping[str, Any],
+    ) -> str:
+        """Write one enhanced product (counts float32 on the model's grid and its mask)."""
+        counts = np.asarray(counts, dtype=np.float32)
+        mask = np.asarray(mask, dtype=bool)
+        path = self.product_path(obsid, slice_id, model, clamp)
+        meta = dict(attrs)
+        meta.update({"obsid": obsid, "slice_id": slice_id, "model": model, "clamp_mode": clamp})
+        self._write_image_group(
+            path, {"counts": counts, "mask": mask}, meta, dims=("dety", "detx")
+        )
+        return path
+
+    # ------------------------------------------------------------------ reading
+    def observation_attrs(self, obsid: str) -> dict[str, Any]:
+        """Attributes of an observation group."""
+        group = self._group(self.observation_path(obsid))
+        if group is None:
+            raise InputFileError(self.url, f"observation {obsid} not in the store")
+        return dict(group.attrs)
+
+    def read_slice_input(self, obsid: str, slice_id: str) -> SliceData:
+        """Read a slice image back."""
+        path = self.input_path(obsid, slice_id)
+        group = self._group(path)
+        if group is None or not group.attrs.get("complete", False):
+            raise InputFileError(self.url, f"no complete slice {obsid}/{slice_id}")
+        return SliceData(
+            obsid=obsid,
+            slice_id=slice_id,
+            counts=np.asarray(group["counts"][...]),
+            exposure=np.asarray(group["exposure"][...]),
+            mask=np.asarray(group["mask"][...]),
+            attrs=dict(group.attrs),
+        )
+
+    def read_product(self, obsid: str, slice_id: str, model: str, clamp: str) -> ProductData:
+        """Read an enhanced product back."""
+        path = self.product_path(obsid, slice_id, model, clamp)
+        group = self._group(path)
+        if group is None or not group.attrs.get("complete", False):
+            raise InputFileError(
+                self.url, f"no complete product {model}/{clamp} for {obsid}/{slice_id}"
+            )
+        return ProductData(
+            obsid=obsid,
+            slice_id=slice_id,
+            key=product_key(model, clamp),
+            counts=np.asarray(group["counts"][...]),
+            mask=np.asarray(group["mask"][...]),
+            attrs=dict(group.attrs),
+        )
+
+    # ------------------------------------------------------------------ listing
+    def list_observations(self) -> list[str]:
+        """Observation groups present (complete or not)."""
+        obs = self._group("obs")
+        return sorted(obs.group_keys()) if obs is not None else []
+
+    def list_slices(self, obsid: str) -> list[str]:
+        """Slice groups present under an observation."""
+        group = self._group(self.observation_path(obsid))
+        return sorted(group.group_keys()) if group is not None else []
+
+    def list_products(self, obsid: str, slice_id: str) -> list[str]:
+        """Product keys present under a slice."""
+        group = self._group(f"obs/{obsid}/{slice_id}/products")
+        return sorted(group.group_keys()) if group is not None else []
+
+    # ------------------------------------------------------------------ orphans
+    def find_orphans(self) -> list[str]:
+        """Groups left by an interrupted run: incomplete, or without their catalog row.
+
+        An observation group is an orphan when it is incomplete or has no row in the
+        ``observations`` catalog; a slice input when it has no ``slices`` row; a product
+        when it is incomplete or has no ``products`` row.
+
+        Returns
+        -------
+        list of str
+            Group paths, parents before children.
+        """
+        obs_keys = {k[0] for k in self.catalog("observations").keys()}
+        slice_keys = self.catalog("slices").keys()
+        prod_paths = set(self.catalog("products").column("store_path").tolist())
+        orphans: list[str] = []
+        for obsid in self.list_observations():
+            opath = self.observation_path(obsid)
+            if obsid not in obs_keys or not self.is_complete(opath):
+                orphans.append(opath)
+                continue
+            for sid in self.list_slices(obsid):
+                if (obsid, sid) not in slice_keys:
+                    orphans.append(f"{opath}/{sid}")
+                    continue
+                for key in self.list_products(obsid, sid):
+                    ppath = f"{opath}/{sid}/products/{key}"
+                    if ppath not in prod_paths or not self.is_complete(ppath):
+                        orphans.append(ppath)
+        return orphans
+
+    def clean_orphans(self) -> list[str]:
+        """Delete the groups :meth:`find_orphans` reports (driver only, before a run)."""
+        orphans = self.find_orphans()
+        for path in orphans:
+            logger.info("removing orphan %s (left by an interrupted run)", path)
+            self.delete(path)
+        return orphans
+
+    # ------------------------------------------------------------------ metadata
+    def consolidate(self) -> None:
+        """Consolidate the metadata (end of a run; the next write drops it again)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            zarr.consolidate_metadata(self.root.store, path=self.root.path or None)
+
+    def invalidate_consolidated(self) -> None:
+        """Drop stale consolidated metadata at the start of a run (driver only)."""
+        self.root.attrs["writing"] = utcnow()
