@@ -44,3 +44,7 @@ main.add_command(validate)
 from xsa_enhance.cli.deploy import deploy  # noqa: E402
 
 main.add_command(deploy)
+from xsa_enhance.cli.models import enhance_cmd, model  # noqa: E402
+
+main.add_command(enhance_cmd)
+main.add_command(model)
