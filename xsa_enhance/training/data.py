@@ -23,6 +23,14 @@ import numpy as np
 import torch
 
 from xsa_enhance.errors import ConfigError, InputFileError
+from xsa_enhance.models.networks import EXPOSURE_SCALE_S
+from xsa_enhance.models.normalise import (
+    DN_TARGET_CLAMP,
+    INPUT_CLAMP,
+    SR_TARGET_CLAMP,
+    stretch_forward,
+    stretch_inverse,
+)
 
 __all__ = [
     "COMPONENTS",
@@ -41,49 +49,11 @@ logger = logging.getLogger(__name__)
 
 #: The simulator's component names.
 COMPONENTS: tuple[str, ...] = ("extended", "agn", "background")
-#: Paper clamp of the 20 ks input (counts/s/pixel, 200 mean backgrounds).
-INPUT_CLAMP: float = 0.0022336
-#: Paper clamp of the SR target (a quarter of the input clamp: 4 times as many pixels).
-SR_TARGET_CLAMP: float = 0.0005584
-#: Paper clamp of the DN target.
-DN_TARGET_CLAMP: float = 0.0022336
 
 
 def target_clamp_for(factor: int) -> float:
     """Constant target clamp for a model with upsampling ``factor`` (1 for DN, 2 for SR)."""
     return SR_TARGET_CLAMP if factor == 2 else DN_TARGET_CLAMP
-
-
-def _stretch(x: np.ndarray, stretch: str) -> np.ndarray:
-    try:
-        from xsa_enhance.models import normalise as mnorm  # the inference engine's stretches
-
-        fn = getattr(mnorm, "apply_stretch", None) or getattr(mnorm, "stretch", None)
-        if callable(fn):
-            return np.asarray(fn(x, stretch))
-    except Exception:  # noqa: BLE001 - fall back to the paper's formulas below
-        pass
-    if stretch == "linear":
-        return x
-    if stretch == "sqrt":
-        return np.sqrt(x)
-    if stretch == "asinh":
-        return np.arcsinh(x / 0.02) / np.arcsinh(1 / 0.02)
-    if stretch == "log":
-        return np.log(1000.0 * x + 1) / np.log(1000.0)
-    raise ConfigError(f"unknown stretch {stretch!r}")
-
-
-def _unstretch(y: np.ndarray, stretch: str) -> np.ndarray:
-    if stretch == "linear":
-        return y
-    if stretch == "sqrt":
-        return np.square(y)
-    if stretch == "asinh":
-        return 0.02 * np.sinh(y * np.arcsinh(1 / 0.02))
-    if stretch == "log":
-        return (np.power(1000.0, y) - 1) / 1000.0
-    raise ConfigError(f"unknown stretch {stretch!r}")
 
 
 def normalise_rate(rate: np.ndarray, *, clamp: float, stretch: str = "sqrt") -> np.ndarray:
@@ -104,12 +74,13 @@ def normalise_rate(rate: np.ndarray, *, clamp: float, stretch: str = "sqrt") -> 
         float32 in ``[0, 1]``.
     """
     lin = np.clip(np.asarray(rate, dtype=np.float64) / clamp, 0.0, 1.0)
-    return np.clip(_stretch(lin, stretch), 0.0, 1.0).astype(np.float32)
+    return np.clip(stretch_forward(lin, stretch), 0.0, 1.0).astype(np.float32)
 
 
 def denormalise(norm: np.ndarray, *, stretch: str = "sqrt") -> np.ndarray:
     """Undo the stretch only: normalised value -> linear ``rate / clamp`` in ``[0, 1]``."""
-    return np.clip(_unstretch(np.asarray(norm, dtype=np.float64), stretch), 0.0, 1.0)
+    y = np.clip(np.asarray(norm, dtype=np.float64), 0.0, 1.0)
+    return np.clip(stretch_inverse(y, stretch), 0.0, 1.0)
 
 
 @dataclass
@@ -151,7 +122,7 @@ class PairSource:
     p_extended, p_agn : float
         Probabilities of including an extended source and an AGN field in a sample.
     exposure_channel : bool
-        Add the ``mask * exposure_ks / 100`` channel the published models took.
+        Add the ``mask * exposure_s / 100 ks`` channel the published models took.
     min_mask_fraction : float
         Crops are placed where at least this fraction of input pixels is inside the mask.
     """
@@ -270,7 +241,7 @@ class PairSource:
         y = normalise_rate(tgt / self.out_exp, clamp=self.clamp_target, stretch=self.stretch)
         chans = [x]
         if self.exposure_channel:
-            chans.append((mask * (self.in_exp / 1000.0) / 100.0).astype(np.float32))
+            chans.append((mask * (self.in_exp / EXPOSURE_SCALE_S)).astype(np.float32))
         return Sample(
             input=torch.from_numpy(np.stack(chans)),
             target=torch.from_numpy(y[None]),

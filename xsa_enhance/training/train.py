@@ -253,8 +253,10 @@ def _load_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
         raise InputFileError(p, f"cannot load weights: {exc}") from exc
-    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
-        obj = obj["model"]
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]  # a file written by models.registry.save_weights
+    elif isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]  # a training checkpoint (last.pt)
     if not isinstance(obj, dict):
         raise InputFileError(p, "not a state_dict")
     return obj
