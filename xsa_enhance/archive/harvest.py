@@ -1,0 +1,483 @@
+"""Download, verification and caching of the pn PPS products of one observation."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import requests
+from astropy.io import fits
+from astroquery.exceptions import LoginError
+
+from xsa_enhance.archive.client import NoResults, UnexpectedReply, XsaClient, scrub
+from xsa_enhance.archive.config import ArchiveConfig, Credentials, load_credentials, validate_obsid
+from xsa_enhance.errors import InputFileError, ObservationError
+
+__all__ = [
+    "HarvestResult",
+    "harvest_observation",
+    "verify_product",
+    "safe_extract",
+    "UnsafeArchive",
+    "MARKER",
+    "DEFAULT_PRODUCTS",
+    "OPTIONAL_PRODUCTS",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Name of the completion marker written last into a verified observation folder.
+MARKER = ".harvest.json"
+DEFAULT_PRODUCTS = ("PIEVLI", "FBKTSR")
+#: Products whose absence is not an error (timing-mode exposures have no FBKTSR; the events
+#: stage then builds the 10-12 keV light curve from the events).
+OPTIONAL_PRODUCTS = ("FBKTSR",)
+
+_PPS_RE = re.compile(
+    r"^P(?P<obsid>\d{10})(?P<inst>[A-Z0-9]{2})(?P<expflag>[SUX])(?P<expno>\d{3})"
+    r"(?P<name>[A-Z0-9]{6})(?P<subset>[0-9A-Z])(?P<source>[0-9A-F]{3})\.(?P<ext>[A-Z]{3})$"
+)
+_EVENT_COLUMNS = ("TIME", "RAWX", "RAWY", "DETX", "DETY", "PI", "FLAG", "PATTERN", "CCDNR")
+
+
+class UnsafeArchive(Exception):
+    """A tar reply with a member that could escape or is not a regular file."""
+
+
+class _Permanent(Exception):
+    """A failure retrying cannot fix."""
+
+
+@dataclass(frozen=True)
+class HarvestResult:
+    """Outcome of harvesting one observation.
+
+    Attributes
+    ----------
+    obsid : str
+    status : str
+        ``"downloaded"``, ``"cached"`` (verified earlier, not downloaded again) or ``"failed"``.
+    products : dict of str to Path
+        Product name (``"PIEVLI"``, ``"FBKTSR"``) -> file in ``out_dir/<obsid>/``.
+    reason : str or None
+        Why it failed (``None`` otherwise).
+    missing : tuple of str
+        Optional products the archive does not have (e.g. FBKTSR in timing mode).
+    exposure_id : str or None
+        The pn exposure the products belong to (e.g. ``S003``).
+    attempts : int
+        Download attempts made (0 when cached).
+    """
+
+    obsid: str
+    status: str
+    products: dict[str, Path] = field(default_factory=dict)
+    reason: str | None = None
+    missing: tuple[str, ...] = ()
+    exposure_id: str | None = None
+    attempts: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether the products are available."""
+        return self.status in {"downloaded", "cached"}
+
+
+# ------------------------------------------------------------------------------------------
+# Verification
+
+
+def verify_product(path: Path, *, obsid: str | None = None, product: str | None = None) -> None:
+    """Check that a product file is complete and usable.
+
+    Every HDU's data are read (a truncated or corrupt gzip stream fails here). PIEVLI needs an
+    ``EVENTS`` table with the columns the events stage uses and at least one ``STDGTInn``;
+    FBKTSR needs a ``RATE`` table with ``TIME`` and ``RATE``. ``OBS_ID``, when present, must be
+    ``obsid``.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    obsid : str, optional
+        Expected observation.
+    product : str, optional
+        ``"PIEVLI"``, ``"FBKTSR"`` or another PPS product type (generic checks only);
+        taken from the file name when omitted.
+
+    Raises
+    ------
+    InputFileError
+        Naming the file and what is wrong.
+    """
+    path = Path(path)
+    if product is None:
+        m = _PPS_RE.match(path.name)
+        product = m.group("name") if m else None
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            hdul.readall()
+            for hdu in hdul:
+                _ = hdu.data
+            names = [h.name.upper() for h in hdul]
+            header_obsid = None
+            for hdu in hdul:
+                if "OBS_ID" in hdu.header:
+                    header_obsid = str(hdu.header["OBS_ID"]).strip()
+                    break
+            if obsid is not None and header_obsid is not None and header_obsid != obsid:
+                raise InputFileError(path, f"OBS_ID is {header_obsid}, expected {obsid}")
+            if product == "PIEVLI":
+                if "EVENTS" not in names:
+                    raise InputFileError(path, "no EVENTS extension")
+                cols = {c.upper() for c in hdul["EVENTS"].columns.names}
+                missing = [c for c in _EVENT_COLUMNS if c not in cols]
+                if missing:
+                    raise InputFileError(path, f"EVENTS lacks columns {', '.join(missing)}")
+                if not any(re.fullmatch(r"STDGTI\d\d", n) for n in names):
+                    raise InputFileError(path, "no STDGTInn (CCD GTI) extension")
+            elif product == "FBKTSR":
+                if "RATE" not in names:
+                    raise InputFileError(path, "no RATE extension")
+                cols = {c.upper() for c in hdul["RATE"].columns.names}
+                if not {"TIME", "RATE"} <= cols:
+                    raise InputFileError(path, "RATE lacks TIME or RATE columns")
+    except InputFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any read failure means an unusable file
+        raise InputFileError(path, f"not a readable FITS file ({type(exc).__name__}: "
+                                   f"{' '.join(str(exc).split())[:120]})") from None
+
+
+# ------------------------------------------------------------------------------------------
+# Tar replies
+
+
+def safe_extract(tar_path: Path, dest: Path, *, obsid: str) -> list[Path]:
+    """Extract the PPS files of a tar reply into ``dest``, refusing anything unsafe.
+
+    Members must be regular files with relative paths without ``..``; links, devices, FIFOs
+    and absolute or escaping paths make the whole archive refused. Files are written under
+    their PPS name only (the ``<obsid>/pps/`` folders are dropped); non-PPS members of
+    regular type (e.g. a manifest) are ignored.
+
+    Raises
+    ------
+    UnsafeArchive
+        Naming the offending member.
+    """
+    out: list[Path] = []
+    try:
+        tar = tarfile.open(tar_path, mode="r:")
+    except tarfile.TarError as exc:
+        raise InputFileError(tar_path, f"not a tar archive ({exc})") from None
+    with tar:
+        members = tar.getmembers()
+        for m in members:
+            p = PurePosixPath(m.name)
+            if m.name.startswith(("/", "\\")) or p.is_absolute() or re.match(r"^[A-Za-z]:", m.name):
+                raise UnsafeArchive(f"absolute path {m.name!r}")
+            if ".." in p.parts:
+                raise UnsafeArchive(f"path with '..' {m.name!r}")
+            if m.issym() or m.islnk():
+                raise UnsafeArchive(f"link member {m.name!r} -> {m.linkname!r}")
+            if m.isdev() or m.isfifo() or not (m.isfile() or m.isdir()):
+                raise UnsafeArchive(f"special file member {m.name!r}")
+        for m in members:
+            if not m.isfile():
+                continue
+            name = PurePosixPath(m.name).name
+            pm = _PPS_RE.match(name)
+            if pm is None or pm.group("obsid") != obsid:
+                logger.debug("%s: ignoring tar member %s", obsid, m.name)
+                continue
+            src = tar.extractfile(m)
+            if src is None:  # pragma: no cover - regular members always have data
+                continue
+            target = dest / name
+            with src, open(target, "wb") as fh:
+                shutil.copyfileobj(src, fh, 1 << 20)
+            out.append(target)
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Download
+
+
+def _fetch(client: XsaClient, obsid: str, product: str, work: Path, *, prop: bool,
+           exposure_id: str | None) -> list[Path]:
+    """One astroquery download of a product; returns the PPS files it gave, in ``work``."""
+    dl = work / f".dl-{product}-{uuid.uuid4().hex[:8]}"
+    dl.mkdir()
+    client.target_dir = dl
+    kwargs: dict[str, str] = {"level": "PPS", "instname": "PN"}
+    if exposure_id:
+        kwargs["expflag"] = exposure_id[0]
+        kwargs["expno"] = exposure_id[1:]
+    kwargs.update(name=product, extension="FTZ")
+    try:
+        client.download_data(obsid, cache=False, prop=prop, **kwargs)
+        got = [p for p in dl.iterdir() if p.is_file()]
+        if len(got) != 1:
+            raise InputFileError(dl, f"expected one downloaded file, found {len(got)}")
+        file = got[0]
+        real = Path(client.last_filename or "").name
+        if real.lower().endswith(".tar") or (not _PPS_RE.match(real) and tarfile.is_tarfile(file)):
+            files = safe_extract(file, work, obsid=obsid)
+        else:
+            m = _PPS_RE.match(real)
+            if m is None or m.group("obsid") != obsid:
+                raise InputFileError(file, f"the archive named it {real!r}, not a PPS file of {obsid}")
+            target = work / real
+            os.replace(file, target)
+            files = [target]
+        files = [f for f in files if _PPS_RE.match(f.name).group("name") == product]  # type: ignore[union-attr]
+        if not files:
+            raise NoResults(f"the reply held no {product} file")
+        return files
+    finally:
+        shutil.rmtree(dl, ignore_errors=True)
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, requests.HTTPError):
+        status = exc.response.status_code if exc.response is not None else 0
+        return status >= 500 or status in (408, 429)
+    return isinstance(exc, (requests.ConnectionError, requests.Timeout,
+                            requests.exceptions.ChunkedEncodingError,
+                            requests.exceptions.ContentDecodingError, http.client.HTTPException,
+                            ConnectionError, TimeoutError, InputFileError, UnexpectedReply, EOFError))
+
+
+def _describe(exc: BaseException, product: str, creds: Credentials | None) -> str:
+    if isinstance(exc, LoginError):
+        if creds is None:
+            return ("proprietary data (HTTP 401): no XSA credentials configured "
+                    "(credentials file or XSA_USERNAME/XSA_PASSWORD)")
+        return "proprietary data (HTTP 401): the archive refused the credentials"
+    if isinstance(exc, NoResults):
+        return f"the archive has no pn {product} for this observation ('No results')"
+    if isinstance(exc, UnsafeArchive):
+        return f"unsafe tar reply refused: {exc}"
+    if isinstance(exc, UnexpectedReply):
+        return f"{product}: {exc}"
+    if isinstance(exc, InputFileError):
+        return f"{product} failed verification: {exc.reason}"
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"{product}: HTTP {exc.response.status_code} from the archive"
+    if isinstance(exc, requests.Timeout):
+        return f"{product}: no answer within the timeout"
+    text = " ".join(str(exc).split())[:200]
+    return f"{product}: {type(exc).__name__}: {text}"
+
+
+def _download_with_retries(client: XsaClient, obsid: str, product: str, work: Path, *,
+                           config: ArchiveConfig, creds: Credentials | None,
+                           exposure_id: str | None) -> tuple[list[Path], int]:
+    attempts = 0
+    for attempt in range(config.retries + 1):
+        attempts += 1
+        try:
+            files = _fetch(client, obsid, product, work, prop=creds is not None,
+                           exposure_id=exposure_id)
+            for f in files:
+                verify_product(f, obsid=obsid, product=product)
+            return files, attempts
+        except Exception as exc:  # noqa: BLE001 - classified here
+            for f in work.glob(f"P{obsid}*{product}*"):
+                f.unlink(missing_ok=True)
+            reason = scrub(_describe(exc, product, creds), creds)
+            if not _transient(exc) or attempt == config.retries:
+                raise ObservationError(
+                    obsid, reason + (f" (after {attempts} attempts)" if attempts > 1 else "")
+                ) from None
+            wait = min(config.backoff * 2**attempt, config.backoff_max)
+            logger.warning("%s: %s; retry %d/%d in %.2f s", obsid, reason, attempt + 1,
+                           config.retries, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _choose_exposure(files: Sequence[Path], wanted: str | None) -> str:
+    ids = []
+    for f in files:
+        m = _PPS_RE.match(f.name)
+        assert m is not None
+        ids.append((f"{m.group('expflag')}{m.group('expno')}", f.stat().st_size))
+    if wanted is not None:
+        for eid, _ in ids:
+            if eid == wanted:
+                return eid
+    # Scheduled exposures first, then the largest event list.
+    ids.sort(key=lambda t: (t[0][0] != "S", -t[1], t[0]))
+    return ids[0][0]
+
+
+def _read_marker(obs_dir: Path, products: Sequence[str]) -> HarvestResult | None:
+    marker = obs_dir / MARKER
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    have = info.get("products", {})
+    missing = tuple(info.get("missing", []))
+    paths: dict[str, Path] = {}
+    for name in products:
+        if name in missing:
+            continue
+        entry = have.get(name)
+        if not entry:
+            return None
+        p = obs_dir / entry["file"]
+        try:
+            if p.stat().st_size != int(entry["size"]):
+                return None
+        except OSError:
+            return None
+        paths[name] = p
+    return HarvestResult(obsid=info.get("obsid", obs_dir.name), status="cached", products=paths,
+                         missing=tuple(m for m in missing if m in products),
+                         exposure_id=info.get("exposure_id"))
+
+
+def harvest_observation(
+    obsid: str,
+    out_dir: Path,
+    *,
+    config: ArchiveConfig | None = None,
+    products: Sequence[str] = DEFAULT_PRODUCTS,
+    optional: Sequence[str] = OPTIONAL_PRODUCTS,
+    exposure_id: str | None = None,
+    force: bool = False,
+) -> HarvestResult:
+    """Download, verify and cache the pn PPS products of one observation.
+
+    Files land in ``out_dir/<obsid>/`` under their real PPS names, which appear only once
+    every product is verified (download into a private temporary folder inside ``out_dir``,
+    then an atomic rename, the completion marker written before it). A verified observation
+    is not downloaded again. Transient faults (5xx, timeouts, resets, truncated or corrupt
+    bodies, HTML pages) are retried with exponential backoff; the rest fail at once. Nothing
+    is written outside ``out_dir``, whatever the working directory.
+
+    Parameters
+    ----------
+    obsid : str
+        Observation id (10 digits).
+    out_dir : Path
+        Output root.
+    config : ArchiveConfig, optional
+        Endpoints, timeout, retries, credentials (default: the real XSA).
+    products : sequence of str
+        PPS product types to fetch for the pn exposure.
+    optional : sequence of str
+        Products whose absence ("No results") is recorded in ``missing``, not an error.
+    exposure_id : str, optional
+        The pn exposure to take (e.g. ``"S003"`` from the selection); by default the
+        scheduled exposure with the largest event list.
+    force : bool
+        Download again even if a verified copy exists.
+
+    Returns
+    -------
+    HarvestResult
+        Never raises for archive or data failures: those come back as ``status="failed"``
+        with the reason.
+    """
+    config = config or ArchiveConfig()
+    try:
+        obsid = validate_obsid(obsid)
+    except ObservationError as exc:
+        return HarvestResult(obsid=str(obsid)[:40], status="failed", reason=exc.reason)
+    if exposure_id is not None and not re.fullmatch(r"[SUX]\d{3}", exposure_id):
+        return HarvestResult(obsid=obsid, status="failed", reason=f"invalid exposure id {exposure_id!r}")
+    products = tuple(dict.fromkeys(p.upper() for p in products))
+    for p in products:
+        if not re.fullmatch(r"[A-Z0-9]{6}", p):
+            return HarvestResult(obsid=obsid, status="failed", reason=f"invalid product type {p!r}")
+    if "PIEVLI" in products:  # the event list decides the exposure; fetch it first
+        products = ("PIEVLI",) + tuple(p for p in products if p != "PIEVLI")
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    obs_dir = out_dir / obsid
+    if not force:
+        cached = _read_marker(obs_dir, products)
+        if cached is not None:
+            logger.info("%s: cached, not downloaded again", obsid)
+            return cached
+    creds = load_credentials(config)
+    client = XsaClient(config, credentials=creds)
+    work = Path(tempfile.mkdtemp(prefix=f".tmp-{obsid}-", dir=out_dir))
+    attempts = 0
+    try:
+        found: dict[str, Path] = {}
+        missing: list[str] = []
+        chosen = exposure_id
+        for product in products:
+            try:
+                files, n = _download_with_retries(
+                    client, obsid, product, work, config=config, creds=creds,
+                    exposure_id=chosen if product != "PIEVLI" else exposure_id)
+            except ObservationError as exc:
+                if product in optional and "No results" in exc.reason:
+                    logger.info("%s: no %s in the archive (optional)", obsid, product)
+                    missing.append(product)
+                    continue
+                raise
+            attempts += n
+            if chosen is None:
+                chosen = _choose_exposure(files, None)
+            keep = [f for f in files if _PPS_RE.match(f.name).group("expflag")  # type: ignore[union-attr]
+                    + _PPS_RE.match(f.name).group("expno") == chosen]  # type: ignore[union-attr]
+            for f in files:
+                if f not in keep:
+                    f.unlink()
+            if not keep:
+                if product in optional:
+                    missing.append(product)
+                    continue
+                raise ObservationError(obsid, f"no {product} for exposure {chosen}")
+            found[product] = keep[0]
+        info = {
+            "obsid": obsid, "exposure_id": chosen, "missing": missing,
+            "products": {k: {"file": v.name, "size": v.stat().st_size} for k, v in found.items()},
+            "harvested_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "aio_url": config.aio_url,
+        }
+        (work / MARKER).write_text(json.dumps(info, indent=1))
+        _publish(work, obs_dir)
+        logger.info("%s: downloaded %s", obsid, ", ".join(sorted(found)))
+        return HarvestResult(
+            obsid=obsid, status="downloaded",
+            products={k: obs_dir / v.name for k, v in found.items()},
+            missing=tuple(missing), exposure_id=chosen, attempts=attempts)
+    except ObservationError as exc:
+        logger.warning("%s: failed: %s", obsid, exc.reason)
+        return HarvestResult(obsid=obsid, status="failed", reason=exc.reason, attempts=attempts)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _publish(work: Path, obs_dir: Path) -> None:
+    """Atomically replace ``obs_dir`` by the verified folder ``work``."""
+    old = None
+    if obs_dir.exists():
+        old = obs_dir.with_name(f".old-{obs_dir.name}-{uuid.uuid4().hex[:8]}")
+        os.replace(obs_dir, old)
+    try:
+        os.replace(work, obs_dir)
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,307 @@
+"""PPS product files of the local archive: names, production with the simulator, corruption."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from astropy.io import fits
+
+from xsa_enhance.standin.catalog import StandinObservation
+
+__all__ = [
+    "PPS_NAME_RE",
+    "PpsName",
+    "parse_pps_name",
+    "Producer",
+    "simulate_products",
+    "ensure_products",
+]
+
+logger = logging.getLogger(__name__)
+
+#: PPS file names, e.g. ``P0123700101PNS003PIEVLI0000.FTZ``.
+PPS_NAME_RE = re.compile(
+    r"^P(?P<obsid>\d{10})(?P<inst>[A-Z0-9]{2})(?P<expflag>[SUX])(?P<expno>\d{3})"
+    r"(?P<name>[A-Z0-9]{6})(?P<subset>[0-9A-Z])(?P<source>[0-9A-F]{3})\.(?P<ext>[A-Z]{3})$"
+)
+
+#: A function writing the PPS files of one observation into a folder and returning them.
+Producer = Callable[[Path, StandinObservation], list[Path]]
+
+_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PpsName:
+    """The fields of a PPS file name."""
+
+    obsid: str
+    inst: str
+    expflag: str
+    expno: str
+    name: str
+    subset: str
+    source: str
+    ext: str
+
+    @property
+    def exposure_id(self) -> str:
+        """The exposure identifier, e.g. ``S003``."""
+        return f"{self.expflag}{self.expno}"
+
+
+def parse_pps_name(filename: str) -> PpsName | None:
+    """Split a PPS file name into its fields, or return ``None`` if it is not one."""
+    m = PPS_NAME_RE.match(filename)
+    if m is None:
+        return None
+    return PpsName(**m.groupdict())
+
+
+def _retag_exposure(path: Path, obsid: str, exposure_id: str) -> None:
+    """Rewrite the exposure identifiers in the headers of a simulated product."""
+    with fits.open(path) as hdul:
+        hdul.readall()
+        for hdu in hdul:
+            if "EXPIDSTR" in hdu.header or hdu is hdul[0]:
+                hdu.header["EXPIDSTR"] = exposure_id
+            if "EXP_ID" in hdu.header:
+                hdu.header["EXP_ID"] = f"{obsid}{exposure_id}"
+        tmp = path.with_name(path.name + ".tmp.fits.gz")
+        hdul.writeto(tmp, overwrite=True)
+    tmp.replace(path)
+
+
+def corrupt_file(path: Path) -> None:
+    """Damage a gzipped FITS file in place the way a broken archive copy looks.
+
+    The second half of the compressed bytes is replaced by zeros: the file keeps its size and
+    its gzip header, opens, and fails while its data are read.
+    """
+    data = bytearray(path.read_bytes())
+    half = len(data) // 2
+    data[half:] = bytes(len(data) - half)
+    path.write_bytes(bytes(data))
+
+
+def simulate_products(out_dir: Path, obs: StandinObservation) -> list[Path]:
+    """Produce the pn PPS files of one observation with :mod:`xsa_enhance.simulate`.
+
+    The main (longest) pn exposure gets ``S003`` PIEVLI and FBKTSR (no FBKTSR in timing
+    mode, as in the real PPS); further pn exposures get their own, shorter event lists.
+    MOS-only observations have no pn products.
+
+    Parameters
+    ----------
+    out_dir : Path
+        Folder receiving the files.
+    obs : StandinObservation
+        The observation.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    from xsa_enhance.simulate.observation import simulate_observation
+
+    pn = sorted(obs.pn_exposures, key=lambda e: (e.exposure_id != "S003", -e.duration))
+    if not pn:
+        return []
+    files: list[Path] = []
+    for k, exp in enumerate(pn):
+        timing = exp.mode == "FastTiming"
+        work = out_dir if k == 0 else out_dir / f".exp{exp.exposure_id}"
+        work.mkdir(parents=True, exist_ok=True)
+        sim = simulate_observation(
+            work, obsid=obs.obsid, exposure_ks=exp.duration / 1000.0,
+            seed=obs.seed + k, flares=True, with_fbktsr=not timing and k == 0,
+            submode=exp.mode, instrument="EPN", ra=obs.ra, dec=obs.dec,
+            pa=obs.position_angle,
+        )
+        made = [sim.pievli] + ([sim.fbktsr] if sim.fbktsr is not None else [])
+        if k == 0:
+            files.extend(Path(p) for p in made)
+            continue
+        for p in made:
+            p = Path(p)
+            target = out_dir / p.name.replace("PNS003", f"PN{exp.exposure_id}")
+            shutil.move(p, target)
+            _retag_exposure(target, obs.obsid, exp.exposure_id)
+            files.append(target)
+        shutil.rmtree(work, ignore_errors=True)
+    if obs.kind == "corrupt":
+        for f in files:
+            if "PIEVLI" in f.name:
+                corrupt_file(f)
+    return files
+
+
+def ensure_products(
+    root: Path, obs: StandinObservation, *, producer: Producer | None = None
+) -> list[Path]:
+    """Return the cached PPS files of ``obs`` under ``root``, producing them when missing.
+
+    Parameters
+    ----------
+    root : Path
+        Archive root; files go to ``root/<obsid>/``.
+    obs : StandinObservation
+        The observation.
+    producer : callable, optional
+        Writes the files (default: :func:`simulate_products`).
+
+    Returns
+    -------
+    list of Path
+        The observation's product files.
+    """
+    producer = producer or simulate_products
+    obs_dir = root / obs.obsid
+    stamp = obs_dir / ".standin.json"
+    key = {
+        "version": _CACHE_VERSION, "kind": obs.kind, "seed": obs.seed,
+        "producer": f"{getattr(producer, '__module__', '')}.{getattr(producer, '__qualname__', '')}",
+        "exposures": [[e.instrument, e.exposure_id, e.mode, e.duration] for e in obs.exposures],
+        "ra": obs.ra, "dec": obs.dec,
+    }
+    if stamp.is_file():
+        try:
+            cached = json.loads(stamp.read_text())
+        except (OSError, ValueError):
+            cached = None
+        if cached is not None and cached.get("key") == key:
+            files = [obs_dir / name for name in cached.get("files", [])]
+            if all(f.is_file() for f in files):
+                return files
+    if obs_dir.exists():
+        shutil.rmtree(obs_dir)
+    tmp = root / f".{obs.obsid}.building"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    logger.info("producing the PPS files of %s (%s)", obs.obsid, obs.kind)
+    made = producer(tmp, obs)
+    names = sorted(p.name for p in made)
+    for n in names:
+        if parse_pps_name(n) is None:
+            raise ValueError(f"producer wrote a file without a PPS name: {n}")
+    (tmp / ".standin.json").write_text(json.dumps({"key": key, "files": names}))
+    tmp.replace(obs_dir)
+    return [obs_dir / n for n in names]
+
+
+def is_gzip(path: Path) -> bool:
+    """Whether a file starts with the gzip magic bytes."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    """Gzip ``data`` (a helper for producers writing ``.FTZ`` files)."""
+    return gzip.compress(data, mtime=0)
+
+
+def minimal_products(out_dir: Path, obs: StandinObservation) -> list[Path]:
+    """Produce small but structurally complete pn PPS files without the simulator.
+
+    A few hundred uniformly spread events with the EVENTS columns and header keywords of a
+    real PIEVLI, one ``STDGTInn`` per CCD, and an FBKTSR light curve (none in timing mode).
+    For tests of the archive machinery where the content of the images does not matter;
+    ``corrupt`` observations get a damaged PIEVLI as with :func:`simulate_products`.
+
+    Parameters
+    ----------
+    out_dir : Path
+        Folder receiving the files.
+    obs : StandinObservation
+        The observation.
+
+    Returns
+    -------
+    list of Path
+    """
+    import numpy as np
+
+    files: list[Path] = []
+    for k, exp in enumerate(obs.pn_exposures):
+        rng = np.random.default_rng(obs.seed + k)
+        n = 400
+        tstart = 6.0e8
+        tstop = tstart + exp.duration
+        timing = exp.mode == "FastTiming"
+        cols = [
+            fits.Column(name="TIME", format="D", unit="s", array=np.sort(rng.uniform(tstart, tstop, n))),
+            fits.Column(name="RAWX", format="I", array=rng.integers(1, 65, n)),
+            fits.Column(name="RAWY", format="I", array=rng.integers(13, 201, n)),
+            fits.Column(name="DETX", format="I", array=rng.integers(-18000, 13800, n)),
+            fits.Column(name="DETY", format="I", array=rng.integers(-16500, 14300, n)),
+            fits.Column(name="X", format="J", array=rng.integers(1, 51840, n)),
+            fits.Column(name="Y", format="J", array=rng.integers(1, 51840, n)),
+            fits.Column(name="PHA", format="I", array=rng.integers(20, 4000, n)),
+            fits.Column(name="PI", format="I", unit="eV", array=rng.integers(150, 15000, n)),
+            fits.Column(name="FLAG", format="J", array=np.zeros(n, dtype=np.int32)),
+            fits.Column(name="PATTERN", format="B", array=rng.integers(0, 5, n)),
+            fits.Column(name="CCDNR", format="B", array=rng.integers(1, 13, n)),
+        ]
+        common = {
+            "OBS_ID": obs.obsid, "EXP_ID": f"{obs.obsid}{exp.exposure_id}",
+            "EXPIDSTR": exp.exposure_id, "INSTRUME": "EPN",
+            "DATAMODE": "TIMING" if timing else "IMAGING", "SUBMODE": exp.mode,
+            "FILTER": exp.filter, "RA_PNT": obs.ra, "DEC_PNT": obs.dec,
+            "PA_PNT": obs.position_angle, "TSTART": tstart, "TSTOP": tstop,
+            "ONTIME": exp.duration, "TIMESYS": "TT", "MJDREF": 50814.0,
+        }
+        primary = fits.PrimaryHDU()
+        events = fits.BinTableHDU.from_columns(cols, name="EVENTS")
+        for hdu in (primary, events):
+            for key, val in common.items():
+                hdu.header[key] = val
+        hdus: list[fits.hdu.base.ExtensionHDU] = [events]
+        for ccd in range(1, 13):
+            gti = fits.BinTableHDU.from_columns(
+                [fits.Column(name="START", format="D", array=[tstart]),
+                 fits.Column(name="STOP", format="D", array=[tstop])], name=f"STDGTI{ccd:02d}")
+            hdus.append(gti)
+        stem = f"P{obs.obsid}PN{exp.exposure_id}"
+        pievli = out_dir / f"{stem}PIEVLI0000.FTZ"
+        fits.HDUList([primary, *hdus]).writeto(pievli, output_verify="silentfix")
+        _gzip_in_place(pievli)
+        files.append(pievli)
+        if not timing and k == 0:
+            nb = max(2, int(exp.duration // 100))
+            t = tstart + 50.0 + 100.0 * np.arange(nb)
+            rate = np.abs(rng.normal(0.2, 0.03, nb)).astype("f4")
+            if obs.kind == "flares":
+                rate[nb // 3: nb // 2] *= 30
+            lc = fits.BinTableHDU.from_columns(
+                [fits.Column(name="TIME", format="D", array=t),
+                 fits.Column(name="RATE", format="E", array=rate),
+                 fits.Column(name="ERROR", format="E", array=np.sqrt(rate * 100) / 100),
+                 fits.Column(name="FRACEXP", format="E", array=np.ones(nb, dtype="f4"))],
+                name="RATE")
+            lc.header.update({"TSTART": tstart, "TSTOP": tstop, "TIMEDEL": 100.0,
+                              "HDUCLAS1": "LIGHTCURVE", "FLCUTTHR": 0.4, "OBS_ID": obs.obsid})
+            fbk = out_dir / f"{stem}FBKTSR0000.FTZ"
+            p0 = fits.PrimaryHDU()
+            p0.header["OBS_ID"] = obs.obsid
+            fits.HDUList([p0, lc]).writeto(fbk)
+            _gzip_in_place(fbk)
+            files.append(fbk)
+    if obs.kind == "corrupt":
+        for f in files:
+            if "PIEVLI" in f.name:
+                corrupt_file(f)
+    return files
+
+
+def _gzip_in_place(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(gzip_bytes(data))
