@@ -48,3 +48,8 @@ from xsa_enhance.cli.models import enhance_cmd, model  # noqa: E402
 
 main.add_command(enhance_cmd)
 main.add_command(model)
+
+from xsa_enhance.cli.events import image as _events_image, slice_cmd as _events_slice  # noqa: E402
+
+main.add_command(_events_image)
+main.add_command(_events_slice)
