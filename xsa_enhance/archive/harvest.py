@@ -177,12 +177,15 @@ def safe_extract(tar_path: Path, dest: Path, *, obsid: str) -> list[Path]:
     UnsafeArchive
         Naming the offending member.
     """
-    out: list[Path] = []
     try:
-        tar = tarfile.open(tar_path, mode="r:")
-    except tarfile.TarError as exc:
-        raise InputFileError(tar_path, f"not a tar archive ({exc})") from None
-    with tar:
+        return _safe_extract(tar_path, dest, obsid=obsid)
+    except (tarfile.TarError, EOFError) as exc:
+        raise InputFileError(tar_path, f"not a complete tar archive ({exc})") from None
+
+
+def _safe_extract(tar_path: Path, dest: Path, *, obsid: str) -> list[Path]:
+    out: list[Path] = []
+    with tarfile.open(tar_path, mode="r:") as tar:
         members = tar.getmembers()
         for m in members:
             p = PurePosixPath(m.name)
