@@ -17,7 +17,7 @@ from xsa_enhance.models.inference import (
     pad_frame,
     plan_tiles,
 )
-from xsa_enhance.models.networks import build_network, receptive_radius
+from xsa_enhance.models.networks import build_network, identity_network, receptive_radius
 from xsa_enhance.models.normalise import (
     ClampSpec,
     NormInfo,
@@ -50,6 +50,7 @@ __all__ = [
     "enhance",
     "enhance_batch",
     "export_onnx",
+    "identity_network",
     "list_models",
     "load_model",
     "load_onnx",

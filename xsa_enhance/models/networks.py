@@ -53,6 +53,7 @@ __all__ = [
     "SuperResNet",
     "DenoiseNet",
     "build_network",
+    "identity_network",
     "receptive_radius",
     "EXPOSURE_SCALE_S",
 ]
@@ -312,3 +313,55 @@ def build_network(
         kind, filters, blocks, growth, exposure_channel, sum(p.numel() for p in net.parameters()),
     )
     return net
+
+
+def identity_network(
+    kind: Literal["sr", "dn"],
+    *,
+    filters: int = 8,
+    blocks: int = 1,
+    growth: int = 8,
+    exposure_channel: bool = False,
+) -> nn.Module:
+    """A network of the given architecture whose weights reproduce its input.
+
+    The DN network returns its (image) input unchanged; the SR network returns the
+    nearest-neighbour x2 upsampling of it (values in [0, 1], where the output clamp is a no-op).
+    The RRDB trunk is present but its contribution is cancelled (``trunk_conv`` is zero).
+    Useful as a no-op baseline and to check the flux bookkeeping of the inference engine:
+    after denormalisation, a DN identity conserves the rate per pixel and an SR identity the
+    rate per input pixel (each output pixel carries a quarter of it).
+
+    Parameters
+    ----------
+    kind : {"sr", "dn"}
+        Network kind.
+    filters, blocks, growth, exposure_channel
+        Architecture, as for :func:`build_network`.
+
+    Returns
+    -------
+    torch.nn.Module
+        In eval mode.
+    """
+    net = build_network(kind, filters=filters, blocks=blocks, growth=growth,
+                        exposure_channel=exposure_channel)
+
+    def copy0(conv: nn.Conv2d, outs: range | tuple[int, ...] = (0,)) -> None:
+        conv.weight.zero_()
+        conv.bias.zero_()  # type: ignore[union-attr]
+        for o in outs:
+            conv.weight[o, 0, 1, 1] = 1.0
+
+    with torch.no_grad():
+        copy0(net.conv_first)
+        net.trunk_conv.weight.zero_()
+        net.trunk_conv.bias.zero_()
+        if kind == "sr":
+            copy0(net.up_conv, range(4))  # pixel shuffle: channels 0..3 -> channel 0, 2x2
+            copy0(net.conv_hr)
+            copy0(net.conv_last)
+        else:
+            net.conv_last.weight.zero_()
+            net.conv_last.bias.zero_()
+    return net.eval()
