@@ -44,6 +44,7 @@ __all__ = [
     "select_device",
     "train",
     "plot_loss_curve",
+    "export_weights",
 ]
 
 logger = logging.getLogger(__name__)
@@ -443,7 +444,7 @@ def train(
         loss.backward()
         opt.step()
         step += 1
-        running.append(float(loss))
+        running.append(float(loss.detach()))
         if step % config.log_every == 0:
             rec = {"type": "train", "step": step, "loss": float(np.mean(running)),
                    "elapsed_s": round(time.monotonic() - t_start, 2)}
@@ -465,3 +466,54 @@ def train(
     return TrainResult(run_dir=run, steps_done=step, best_step=best_step,
                        best_val_loss=best_val, best_weights=run / "best.pt",
                        wall_s=time.monotonic() - t_start, stopped_by_time=stopped_by_time)
+
+
+def export_weights(
+    run_dir: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    name: str,
+    card: Mapping[str, Any] | None = None,
+    which: str = "best",
+) -> str:
+    """Write a run's weights as an inference weight file (:func:`models.registry.save_weights`).
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A training run directory (``config.yaml`` and ``best.pt`` / ``last.pt``).
+    out_path : path-like
+        The ``.pt`` file to write (a ``.sha256`` sidecar is written next to it).
+    name : str
+        Model name stored in the file.
+    card : mapping, optional
+        Model card (JSON-serialisable); the training config is added under ``training``.
+    which : {"best", "last"}
+        Best-validation or latest weights.
+
+    Returns
+    -------
+    str
+        sha256 of the written file.
+    """
+    from xsa_enhance.models.registry import save_weights
+
+    run = Path(run_dir)
+    cfg_path = run / "config.yaml"
+    if not cfg_path.is_file():
+        raise InputFileError(run, "not a training run directory (no config.yaml)")
+    values = yaml.safe_load(cfg_path.read_text()) or {}
+    cfg = TrainConfig(**values)
+    net = _build(cfg)
+    src = run / ("best.pt" if which == "best" else "last.pt")
+    net.load_state_dict(_load_state(src))
+    ts = open_pairs(cfg.train_set)
+    config = {
+        "input_exposure_s": float(ts.input_exposure_s),
+        "target_exposure_s": float(ts.target_exposure_s),
+        "stretch": cfg.stretch,
+        "clamp": "constant",
+    }
+    full_card = dict(card or {})
+    full_card.setdefault("training", {k: v for k, v in values.items() if k != "extra"})
+    return save_weights(net, out_path, name=name, kind=cfg.kind, config=config, card=full_card)

@@ -1,0 +1,122 @@
+"""``xsa-enhance train``, ``xsa-enhance evaluate`` and ``xsa-enhance psf-test``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+
+from xsa_enhance.cli.common import UserError
+
+__all__ = ["train_cmd", "evaluate_cmd", "psf_test_cmd"]
+
+logger = logging.getLogger(__name__)
+
+
+def _echo_progress(desc: str):
+    def report(step: int, total: int, figures: dict[str, float]) -> None:
+        figs = " ".join(f"{k}={v:.4g}" for k, v in figures.items())
+        click.echo(f"{desc}: step {step}/{total} {figs}", err=True)
+
+    return report
+
+
+@click.command("train")
+@click.option("--kind", type=click.Choice(["sr", "dn"]), required=True,
+              help="Super-resolution or de-noising model.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Training configuration YAML (keys of TrainConfig; may name a preset).")
+@click.option("--preset", type=click.Choice(["paper", "small"]), default=None,
+              help="Start from a shipped preset (the config file is applied on top).")
+@click.option("--train-set", type=click.Path(), default=None,
+              help="Training set store from `xsa-enhance simulate training-set`.")
+@click.option("--out", "run_dir", type=click.Path(file_okay=False), required=True,
+              help="Run directory (checkpoints, metrics.jsonl, loss_curve.png).")
+@click.option("--resume", is_flag=True, help="Continue from RUN_DIR/last.pt.")
+@click.option("--init-weights", default=None,
+              help="Fine-tune from these weights (file or registered model name).")
+@click.option("--steps", type=int, default=None, help="Override the number of steps.")
+@click.option("--max-minutes", type=float, default=None, help="Wall-clock limit.")
+@click.option("--seed", type=int, default=None, help="Override the seed.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
+def train_cmd(kind: str, config_path: str | None, preset: str | None, train_set: str | None,
+              run_dir: str, resume: bool, init_weights: str | None, steps: int | None,
+              max_minutes: float | None, seed: int | None, device: str | None) -> None:
+    """Train an SR or DN model (Adam, best-validation checkpoint, resumable)."""
+    from xsa_enhance.training.train import load_config, train
+
+    if config_path is None and preset is None:
+        raise UserError("give --config CONFIG.yaml and/or --preset paper|small")
+    cfg = load_config(config_path, preset=preset, overrides={
+        "kind": kind, "train_set": train_set, "steps": steps, "max_minutes": max_minutes,
+        "seed": seed, "device": device})
+    if not cfg.train_set:
+        raise UserError("no training set: give --train-set STORE or train_set in the config")
+    result = train(cfg, run_dir, resume=resume, init_weights=init_weights,
+                   progress=_echo_progress(f"train {kind}"))
+    click.echo(json.dumps({
+        "run_dir": str(result.run_dir), "steps": result.steps_done,
+        "best_step": result.best_step, "best_val_loss": result.best_val_loss,
+        "best_weights": str(result.best_weights), "wall_s": round(result.wall_s, 1),
+        "stopped_by_time": result.stopped_by_time}))
+
+
+@click.command("evaluate")
+@click.option("--model", "model_name", required=True,
+              help="Registered model name (xmm-superres-v1) or weight file.")
+@click.option("--test-set", type=click.Path(), required=True,
+              help="Simulator store; use one generated with another seed than training.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Report folder (report.md, figures.json, panel_*.png).")
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test",
+              show_default=True)
+@click.option("--n-images", type=int, default=16, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--clamp", default=None, help="constant | quantile:Q | none (default: model's).")
+@click.option("--psf-test/--no-psf-test", default=False,
+              help="Also run the PSF and deblending tests (SR models) into OUT/psf.")
+def evaluate_cmd(model_name: str, test_set: str, out_dir: str, split: str, n_images: int,
+                 seed: int, clamp: str | None, psf_test: bool) -> None:
+    """Score a model against its input, classical methods and the reference work."""
+    from xsa_enhance.cli.common import progress
+    from xsa_enhance.training.evaluate import evaluate
+
+    if n_images <= 0:
+        raise UserError("--n-images must be positive")
+    if not Path(test_set).exists():
+        raise UserError(f"{test_set}: no such test set")
+    ticks = iter(progress(range(n_images), desc="evaluate"))
+
+    def tick(done: int, total: int) -> None:
+        next(ticks, None)
+
+    rep = evaluate(model_name, test_set, out_dir, split=split, n_images=n_images, seed=seed,
+                   clamp=clamp, progress=tick)
+    for _ in ticks:
+        pass
+    summary = {m: {k: round(v, 5) for k, v in figs.items()} for m, figs in rep.methods.items()}
+    click.echo(json.dumps({"report": str(Path(out_dir) / "report.md"), "methods": summary,
+                           "targets": {k: v["passed"] for k, v in rep.targets.items()}}))
+    if psf_test:
+        from xsa_enhance.training.psf_test import run_psf_test
+
+        res = run_psf_test(model_name, Path(out_dir) / "psf")
+        click.echo(json.dumps({"psf_test": res.summary()}))
+
+
+@click.command("psf-test")
+@click.option("--model", "model_name", required=True,
+              help="Registered SR model name or weight file.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--clamp", "clamps", multiple=True,
+              default=("constant", "quantile:0.9999"), show_default=True,
+              help="Clamp modes to test (repeatable).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def psf_test_cmd(model_name: str, out_dir: str, clamps: tuple[str, ...], seed: int) -> None:
+    """Point-source PSF test (Gaussian sigma ratios, fluxes) and deblending test."""
+    from xsa_enhance.training.psf_test import run_psf_test
+
+    res = run_psf_test(model_name, out_dir, clamps=clamps, seed=seed)
+    click.echo(json.dumps(res.summary()))
