@@ -53,3 +53,8 @@ from xsa_enhance.cli.events import image as _events_image, slice_cmd as _events_
 
 main.add_command(_events_image)
 main.add_command(_events_slice)
+from xsa_enhance.cli.training import evaluate_cmd, psf_test_cmd, train_cmd  # noqa: E402
+
+main.add_command(train_cmd)
+main.add_command(evaluate_cmd)
+main.add_command(psf_test_cmd)
