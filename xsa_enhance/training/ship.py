@@ -1,0 +1,216 @@
+"""The one-command recipe that makes the shipped models ``xmm-superres-v1`` / ``xmm-denoise-v1``.
+
+``python -m xsa_enhance.training.ship --out WORK_DIR`` runs every stage in order:
+
+1. ``data``: simulator training sets for SR and DN (``--n`` pairs, seed ``--data-seed``) and
+   held-out test sets made with another seed (``--test-n``, seed ``--test-seed``);
+2. ``train``: the ``small`` preset for SR and DN, side by side in two processes with one
+   torch thread each, ``--minutes`` wall-clock limit each (best validation checkpoint kept);
+3. ``register``: weight files through :func:`xsa_enhance.models.registry.save_weights` and
+   :func:`~xsa_enhance.models.registry.register_weights` as ``xmm-superres-v1`` and
+   ``xmm-denoise-v1`` (into ``--registry-dir``, default the package's ``weights`` folder);
+4. ``evaluate``: :func:`xsa_enhance.training.evaluate.evaluate` of both on the held-out test
+   sets and the SR PSF / deblending test, into ``WORK_DIR/eval_sr``, ``eval_dn``, ``psf``.
+
+``--stages data,train`` runs a subset (each stage reads what the previous wrote in WORK_DIR).
+Everything is seeded; on the same hardware the run is repeatable up to the wall-clock limit
+(the number of steps reached depends on the CPU, see ``train_*/metrics.jsonl``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["NAMES", "make_data", "train_both", "register_both", "evaluate_both", "main"]
+
+logger = logging.getLogger(__name__)
+
+#: Shipped model names per kind.
+NAMES: dict[str, str] = {"sr": "xmm-superres-v1", "dn": "xmm-denoise-v1"}
+
+STAGES = ("data", "train", "register", "evaluate")
+
+
+def _store(work: Path, kind: str, role: str) -> Path:
+    return work / f"{role}_{kind}.zarr"
+
+
+def make_data(work: Path, *, n: int, seed: int, test_n: int, test_seed: int,
+              kinds: tuple[str, ...] = ("sr", "dn")) -> dict[str, Any]:
+    """Write the training and held-out test sets; returns their paths and timings."""
+    from xsa_enhance.simulate.training import write_training_set
+
+    out: dict[str, Any] = {}
+    for kind in kinds:
+        for role, nn, sd in (("train", n, seed), ("test", test_n, test_seed)):
+            path = _store(work, kind, role)
+            if path.exists():
+                logger.info("%s exists; keeping it", path)
+                out[f"{role}_{kind}"] = {"path": str(path), "n": nn, "seed": sd, "reused": True}
+                continue
+            t0 = time.monotonic()
+            write_training_set(str(path), kind=kind, n=nn, seed=sd)
+            out[f"{role}_{kind}"] = {"path": str(path), "n": nn, "seed": sd,
+                                     "wall_s": round(time.monotonic() - t0, 1)}
+            logger.info("wrote %s (%d pairs, seed %d)", path, nn, sd)
+    return out
+
+
+def _train_one(kind: str, work: str, minutes: float, seed: int, preset: str, resume: bool) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from xsa_enhance.cli.common import configure_logging
+    from xsa_enhance.training.train import load_config, train
+
+    configure_logging("INFO")
+    cfg = load_config(preset=preset, overrides={
+        "kind": kind, "train_set": str(_store(Path(work), kind, "train")),
+        "max_minutes": minutes, "seed": seed, "num_threads": 1})
+    run = Path(work) / f"train_{kind}"
+    res = train(cfg, run, resume=resume and (run / "last.pt").is_file())
+    (run / "result.json").write_text(json.dumps({
+        "steps": res.steps_done, "best_step": res.best_step, "best_val_loss": res.best_val_loss,
+        "wall_s": res.wall_s, "stopped_by_time": res.stopped_by_time}))
+
+
+def train_both(work: Path, *, minutes: float, seed: int, preset: str = "small",
+               resume: bool = False, kinds: tuple[str, ...] = ("sr", "dn")) -> None:
+    """Train the kinds side by side, one process and one torch thread each."""
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_train_one, args=(k, str(work), minutes, seed, preset, resume),
+                         name=f"train-{k}") for k in kinds]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    bad = [p.name for p in procs if p.exitcode != 0]
+    if bad:
+        raise RuntimeError(f"training failed: {bad}")
+
+
+def _card(kind: str, work: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    import torch
+
+    from xsa_enhance._version import __version__
+
+    run = work / f"train_{kind}"
+    result = json.loads((run / "result.json").read_text()) if (run / "result.json").is_file() else {}
+    card = {
+        "summary": ("XMM-SuperRes: 20 ks EPIC-pn 0.5-2 keV image -> 2x finer grid, 100 ks, "
+                    "background-free" if kind == "sr" else
+                    "XMM-DeNoise: 20 ks EPIC-pn 0.5-2 keV image -> 50 ks equivalent, same grid"),
+        "trained_on": "simulations only (xsa_enhance.simulate.training), see docs/models.md",
+        "software_version": __version__,
+        "compute": {"device": "cpu", "torch_threads": 1, "torch": torch.__version__,
+                    "machine": platform.machine(), "cpu_count": os.cpu_count(), **result},
+        "caveats": [
+            "outputs can contain hallucinated or suppressed features",
+            "constant clamping loses bright-source structure above the clamp (flux is restored "
+            "at input resolution by the inference engine)",
+            "EPIC-pn, 0.5-2 keV, full frame, ~20 ks inputs only",
+            "trained on simulations only; small CPU-trained model, not the paper's size",
+        ],
+        "docs": "docs/models.md",
+    }
+    card.update(extra or {})
+    return card
+
+
+def register_both(work: Path, *, registry_dir: str | None = None,
+                  kinds: tuple[str, ...] = ("sr", "dn")) -> dict[str, Any]:
+    """Export the best weights of each run and register them under :data:`NAMES`."""
+    from xsa_enhance.models.registry import register_weights
+    from xsa_enhance.training.train import export_weights
+
+    out: dict[str, Any] = {}
+    for kind in kinds:
+        name = NAMES[kind]
+        path = work / f"{name}.pt"
+        sha = export_weights(work / f"train_{kind}", path, name=name, card=_card(kind, work))
+        entry = register_weights(path, name=name, kind=kind, registry_dir=registry_dir)
+        out[kind] = {"id": entry.id, "sha256": entry.sha256, "file": entry.file,
+                     "exported_sha256": sha, "size_bytes": path.stat().st_size}
+        logger.info("registered %s", entry.id)
+    return out
+
+
+def evaluate_both(work: Path, *, n_images: int, seed: int, registry_dir: str | None = None,
+                  kinds: tuple[str, ...] = ("sr", "dn"), psf: bool = True) -> dict[str, Any]:
+    """Evaluate the registered models on the held-out sets (and the SR PSF test)."""
+    from xsa_enhance.models.registry import load_model
+    from xsa_enhance.training.evaluate import evaluate
+    from xsa_enhance.training.psf_test import run_psf_test
+
+    out: dict[str, Any] = {}
+    for kind in kinds:
+        model = load_model(NAMES[kind], registry_dir=registry_dir)
+        rep = evaluate(model, _store(work, kind, "test"), work / f"eval_{kind}",
+                       split="test", n_images=n_images, seed=seed)
+        out[kind] = {"methods": rep.methods, "targets": rep.targets}
+        if kind == "sr" and psf:
+            res = run_psf_test(model, work / "psf", seed=seed)
+            out["psf"] = res.summary()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry: ``python -m xsa_enhance.training.ship --out WORK_DIR``."""
+    ap = argparse.ArgumentParser(prog="python -m xsa_enhance.training.ship",
+                                 description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="work directory")
+    ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of "
+                    + ",".join(STAGES))
+    ap.add_argument("--kinds", default="sr,dn")
+    ap.add_argument("--n", type=int, default=400, help="training pairs per kind")
+    ap.add_argument("--data-seed", type=int, default=1)
+    ap.add_argument("--test-n", type=int, default=100, help="pairs in the held-out store")
+    ap.add_argument("--test-seed", type=int, default=2)
+    ap.add_argument("--minutes", type=float, default=45.0, help="training wall-clock limit")
+    ap.add_argument("--seed", type=int, default=1, help="training seed")
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--eval-images", type=int, default=16)
+    ap.add_argument("--eval-seed", type=int, default=0)
+    ap.add_argument("--registry-dir", default=None)
+    args = ap.parse_args(argv)
+    from xsa_enhance.cli.common import configure_logging
+
+    configure_logging("INFO")
+    work = Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    stages = [s for s in args.stages.split(",") if s]
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        ap.error(f"unknown stage(s) {unknown}")
+    summary_path = work / "ship_summary.json"
+    summary: dict[str, Any] = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary["args"] = vars(args)
+    if "data" in stages:
+        summary["data"] = make_data(work, n=args.n, seed=args.data_seed, test_n=args.test_n,
+                                    test_seed=args.test_seed, kinds=kinds)
+    if "train" in stages:
+        train_both(work, minutes=args.minutes, seed=args.seed, preset=args.preset,
+                   resume=args.resume, kinds=kinds)
+    if "register" in stages:
+        summary["registered"] = register_both(work, registry_dir=args.registry_dir, kinds=kinds)
+    if "evaluate" in stages:
+        summary["evaluation"] = evaluate_both(work, n_images=args.eval_images,
+                                              seed=args.eval_seed,
+                                              registry_dir=args.registry_dir, kinds=kinds)
+    summary_path.write_text(json.dumps(summary, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - command-line entry
+    sys.exit(main())
