@@ -58,3 +58,7 @@ from xsa_enhance.cli.training import evaluate_cmd, psf_test_cmd, train_cmd  # no
 main.add_command(train_cmd)
 main.add_command(evaluate_cmd)
 main.add_command(psf_test_cmd)
+from xsa_enhance.cli.archive import archive_group, harvest_cmd  # noqa: E402
+
+main.add_command(archive_group)
+main.add_command(harvest_cmd)

@@ -36,6 +36,8 @@ PPS_NAME_RE = re.compile(
 Producer = Callable[[Path, StandinObservation], list[Path]]
 
 _CACHE_VERSION = 1
+#: FITS MJDREF of XMM-Newton mission time (TT).
+MJDREF = 50814.0
 
 
 @dataclass(frozen=True)
@@ -110,21 +112,33 @@ def simulate_products(out_dir: Path, obs: StandinObservation) -> list[Path]:
     list of Path
         The files written.
     """
+    from astropy.time import Time
+
+    from xsa_enhance.instrument.background import Flare
     from xsa_enhance.simulate.observation import simulate_observation
 
     pn = sorted(obs.pn_exposures, key=lambda e: (e.exposure_id != "S003", -e.duration))
     if not pn:
         return []
+    date_obs = obs.start_utc.replace(" ", "T")
     files: list[Path] = []
     for k, exp in enumerate(pn):
         timing = exp.mode == "FastTiming"
         work = out_dir if k == 0 else out_dir / f".exp{exp.exposure_id}"
         work.mkdir(parents=True, exist_ok=True)
+        flare_list = None
+        if obs.kind == "flares" and k == 0:
+            # Two strong flares, each ~4 ks above 4 % of its peak: about a quarter of the
+            # exposure is lost and >= 20 ks stay clean.
+            t0 = float((Time(date_obs, format="isot", scale="utc").tt.mjd - MJDREF) * 86400.0)
+            span = exp.duration
+            flare_list = (Flare(t_peak=t0 + 0.3 * span, width_s=800.0, peak_rate=40.0),
+                          Flare(t_peak=t0 + 0.75 * span, width_s=800.0, peak_rate=25.0))
         sim = simulate_observation(
             work, obsid=obs.obsid, exposure_ks=exp.duration / 1000.0,
             seed=obs.seed + k, flares=True, with_fbktsr=not timing and k == 0,
-            submode=exp.mode, instrument="EPN", ra=obs.ra, dec=obs.dec,
-            pa=obs.position_angle,
+            submode=exp.mode, instrument="EPN", filter=exp.filter, ra=obs.ra, dec=obs.dec,
+            pa=obs.position_angle, date_obs=date_obs, flare_list=flare_list,
         )
         made = [sim.pievli] + ([sim.fbktsr] if sim.fbktsr is not None else [])
         if k == 0:
