@@ -12,6 +12,7 @@ import tarfile
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -126,8 +127,14 @@ def verify_product(path: Path, *, obsid: str | None = None, product: str | None 
         m = _PPS_RE.match(path.name)
         product = m.group("name") if m else None
     try:
-        with fits.open(path, memmap=False) as hdul:
-            hdul.readall()
+        with warnings.catch_warnings():
+            # A damaged file shows as odd header cards first; the checks below decide.
+            warnings.simplefilter("ignore")
+            hdul = fits.open(path, memmap=False)
+        with hdul:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                hdul.readall()
             for hdu in hdul:
                 _ = hdu.data
             names = [h.name.upper() for h in hdul]

@@ -105,6 +105,8 @@ def serve_cmd(port: int, n_obs: int, seed: int, root: Path | None, server_errors
 @click.option("--timeout", type=click.FloatRange(0.1), default=60.0, show_default=True,
               help="Network timeout, seconds.")
 @click.option("--retries", type=click.IntRange(0, 20), default=3, show_default=True)
+@click.option("--backoff", type=click.FloatRange(0), default=2.0, show_default=True,
+              help="Wait before the first retry, seconds (doubled at each retry).")
 @click.option("--jobs", type=click.IntRange(1, 32), default=2, show_default=True,
               help="Observations downloaded in parallel.")
 @click.option("--summary", "summary_path", default=None,
@@ -113,7 +115,7 @@ def serve_cmd(port: int, n_obs: int, seed: int, root: Path | None, server_errors
 def harvest_cmd(tap_url: str | None, aio_url: str | None, out_dir: Path, obsids: tuple[str, ...],
                 min_duration: float, cone: tuple[float, float, float] | None, since: str | None,
                 start: str | None, end: str | None, include_proprietary: bool,
-                credentials_file: Path | None, timeout: float, retries: int, jobs: int,
+                credentials_file: Path | None, timeout: float, retries: int, backoff: float, jobs: int,
                 summary_path: Path | None) -> None:
     """Select pn observations in the XSA and download their PIEVLI and FBKTSR products.
 
@@ -129,7 +131,7 @@ def harvest_cmd(tap_url: str | None, aio_url: str | None, out_dir: Path, obsids:
     from xsa_enhance.archive.config import XSA_AIO_URL, XSA_TAP_URL
 
     config = ArchiveConfig(tap_url=tap_url or XSA_TAP_URL, aio_url=aio_url or XSA_AIO_URL,
-                           timeout=timeout, retries=retries, backoff=min(2.0, timeout),
+                           timeout=timeout, retries=retries, backoff=backoff,
                            credentials_file=credentials_file)
     if credentials_file is not None and not credentials_file.is_file():
         raise UserError(f"{credentials_file}: credentials file not found")
