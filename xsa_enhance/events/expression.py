@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 import numpy as np
@@ -92,7 +92,7 @@ _TOKEN_RE = re.compile(
 class _Tok:
     kind: str  # "num", "name", "op", "in", "end"
     value: object
-    pos: int
+    pos: int = field(compare=False)
 
 
 def _tokenize(text: str) -> list[_Tok]:
@@ -132,19 +132,19 @@ Number = Union[int, float]
 @dataclass(frozen=True)
 class _Num:
     value: Number
-    pos: int
+    pos: int = field(compare=False)
 
 
 @dataclass(frozen=True)
 class _Col:
     name: str
-    pos: int
+    pos: int = field(compare=False)
 
 
 @dataclass(frozen=True)
 class _Neg:
     arg: "_NumNode"
-    pos: int
+    pos: int = field(compare=False)
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ class _Bit:
     op: str  # "&" or "|"
     left: "_NumNode"
     right: "_NumNode"
-    pos: int
+    pos: int = field(compare=False)
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ class _Cmp:
     op: str
     left: "_NumNode"
     right: "_NumNode"
-    pos: int
+    pos: int = field(compare=False)
 
 
 @dataclass(frozen=True)
@@ -170,20 +170,20 @@ class _In:
     hi: Number
     lo_closed: bool
     hi_closed: bool
-    pos: int
+    pos: int = field(compare=False)
 
 
 @dataclass(frozen=True)
 class _Not:
     arg: "_BoolNode"
-    pos: int
+    pos: int = field(compare=False)
 
 
 @dataclass(frozen=True)
 class _Logic:
     op: str  # "&&" or "||"
     args: tuple["_BoolNode", ...]
-    pos: int
+    pos: int = field(compare=False)
 
 
 _NumNode = Union[_Num, _Col, _Neg, _Bit]

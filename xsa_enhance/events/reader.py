@@ -13,6 +13,7 @@ import gzip
 import logging
 import os
 import time as _time
+import warnings
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -92,7 +93,10 @@ def read_event_list(
             raise InputFileError(p, "not a FITS file")
         import io
 
-        with fits.open(io.BytesIO(raw), memmap=False, lazy_load_hdus=True) as hdul:
+        with warnings.catch_warnings(record=True) as caught, fits.open(
+            io.BytesIO(raw), memmap=False, lazy_load_hdus=True
+        ) as hdul:
+            warnings.simplefilter("always")
             primary = hdul[0].header
             try:
                 ev_hdu = hdul["EVENTS"]
@@ -121,6 +125,9 @@ def read_event_list(
                     raise InputFileError(p, f"column {c} is not a scalar column")
                 cols[c] = arr.astype(arr.dtype.newbyteorder("="), copy=False)
             ccd_gtis = _read_ccd_gtis(p, hdul, fits)
+            for w in caught:
+                if "truncat" in str(w.message).lower():
+                    raise InputFileError(p, f"truncated file ({w.message})")
     except InputFileError:
         raise
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
