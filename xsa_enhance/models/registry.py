@@ -404,11 +404,15 @@ def _safe_load(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        # name the offending global (e.g. "posix.system") but not torch's hint to retry
+        # with weights_only=False, which is exactly what must not be done with such a file
+        detail = next((ln.strip() for ln in str(exc).splitlines()
+                       if "Unsupported global" in ln or "Unsupported operand" in ln), "")
         raise InputFileError(
             path,
             "refused to load: the file contains Python objects other than plain weights "
-            f"(possibly malicious); only files written by save_weights are accepted ({first})",
+            "(possibly malicious); only files written by save_weights are accepted"
+            + (f" [{detail[:120]}]" if detail else ""),
         ) from exc
     except (RuntimeError, EOFError, ValueError, OSError) as exc:
         raise InputFileError(path, f"not a readable torch weight file: {exc}") from exc
