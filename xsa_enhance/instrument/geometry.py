@@ -156,6 +156,11 @@ _X0 = np.array([c.x0 for c in CCD_LAYOUT])
 _Y0 = np.array([c.y0 for c in CCD_LAYOUT])
 _SX = np.array([c.sx for c in CCD_LAYOUT], dtype=np.float64)
 _SY = np.array([c.sy for c in CCD_LAYOUT], dtype=np.float64)
+_COL_LEFT = np.array(sorted({c.bounds()[0] for c in CCD_LAYOUT}))
+#: CCD index (ccdnr - 1) by [upper row?, column].
+_CCD_INDEX = np.zeros((2, 6), dtype=np.int64)
+for _c in CCD_LAYOUT:
+    _CCD_INDEX[int(_c.upper), _c.column] = _c.ccdnr - 1
 
 
 def ccd_by_number(ccdnr: int) -> CCD:
@@ -211,16 +216,18 @@ def det_to_raw(
     """
     x = np.atleast_1d(np.asarray(detx, dtype=np.float64))
     y = np.atleast_1d(np.asarray(dety, dtype=np.float64))
-    ccdnr = np.zeros(x.shape, dtype=np.int64)
-    rawx = np.zeros(x.shape, dtype=np.int64)
-    rawy = np.zeros(x.shape, dtype=np.int64)
-    for c in CCD_LAYOUT:
-        fx = (x - c.x0) * c.sx / PIXEL_DET  # 0..64 inside the CCD
-        fy = (y - c.y0) * c.sy / PIXEL_DET  # 0..200
-        on = (fx >= 0) & (fx < N_RAWX) & (fy >= 0) & (fy < N_RAWY)
-        ccdnr[on] = c.ccdnr
-        rawx[on] = np.floor(fx[on]).astype(np.int64) + 1
-        rawy[on] = np.floor(fy[on]).astype(np.int64) + 1
+    x, y = np.broadcast_arrays(x, y)
+    left0 = _COL_LEFT[0]
+    col = np.floor((x - left0) / CCD_PITCH_X).astype(np.int64)
+    upper = y >= ARRAY_CENTRE_DET[1]
+    colc = np.clip(col, 0, 5)
+    idx = _CCD_INDEX[upper.astype(np.int64), colc]
+    fx = (x - _X0[idx]) * _SX[idx] / PIXEL_DET
+    fy = (y - _Y0[idx]) * _SY[idx] / PIXEL_DET
+    on = (col >= 0) & (col <= 5) & (fx >= 0) & (fx < N_RAWX) & (fy >= 0) & (fy < N_RAWY)
+    ccdnr = np.where(on, idx + 1, 0).astype(np.int64)
+    rawx = np.where(on, np.floor(np.where(on, fx, 0.0)).astype(np.int64) + 1, 0)
+    rawy = np.where(on, np.floor(np.where(on, fy, 0.0)).astype(np.int64) + 1, 0)
     if np.ndim(detx) == 0 and np.ndim(dety) == 0:
         return ccdnr[0], rawx[0], rawy[0]
     return ccdnr, rawx, rawy

@@ -148,6 +148,9 @@ class SourceMix:
         Central brightness range in sigma_B (20 ks) units.
     particle_rate, sky_rate : float
         Background rates (0.5-2 keV screened counts/s/arcmin^2).
+    point_sources : tuple of (detx, dety, rate)
+        Extra point sources (a target, calibration sources): DET position and on-axis
+        screened 0.5-2 keV count rate (counts/s) before vignetting.
     """
 
     agn: bool = True
@@ -157,6 +160,7 @@ class SourceMix:
     extended_brightness_sigma: tuple[float, float] = (5.0, 50.0)
     particle_rate: float = PARTICLE_RATE
     sky_rate: float = SKY_RATE
+    point_sources: tuple[tuple[float, float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -240,8 +244,8 @@ class SimulatedObservation:
 
 
 @lru_cache(maxsize=1)
-def _fov_geometry() -> tuple[float, float, float]:
-    """(good area inside the FOV in arcmin^2, mean SP efficiency over FOV, CCD area arcmin^2)."""
+def _fov_geometry() -> tuple[float, float, float, float]:
+    """Good area in the FOV (arcmin^2), mean SP efficiency, CCD area, vignetted good area."""
     cov = mask_coverage(GRID_1X)
     pix = (GRID_1X.pixel_arcsec / 60.0) ** 2
     good_area = float(cov.sum() * pix)
@@ -251,18 +255,29 @@ def _fov_geometry() -> tuple[float, float, float]:
     # fraction of soft protons (uniform over FOV, thinned) landing on good pixels
     sp_eff = float((eff * cov).sum() / fov.sum())
     ccd_area = 12 * geo.N_RAWX * geo.N_RAWY * (geo.PIXEL_ARCSEC / 60.0) ** 2
-    return good_area, sp_eff, ccd_area
+    vign_area = float((vignetting_det(xx, yy) * cov).sum() * pix)
+    return good_area, sp_eff, ccd_area, vign_area
 
 
-def expected_quiet_fbk_rate(*, particle_rate: float = PARTICLE_RATE) -> float:
-    """Expected quiescent FBKTSR rate: 10-12 keV, PATTERN 0, FLAG 0 particle events (counts/s)."""
-    good_area, _, _ = _fov_geometry()
-    return (
+def expected_quiet_fbk_rate(
+    *, particle_rate: float = PARTICLE_RATE, sky_rate: float = SKY_RATE
+) -> float:
+    """Expected quiescent FBKTSR rate (counts/s): 10-12 keV, PATTERN 0, FLAG 0 events of the
+    particle and sky backgrounds (sources not included)."""
+    good_area, _, _, vign_area = _fov_geometry()
+    particle = (
         particle_total_rate_density(particle_rate)
         * good_area
         * PARTICLE_SPECTRUM.band_fraction(*FBK_BAND_EV)
         * float(PATTERN_MIX_PARTICLE[0])
     )
+    sky = (
+        sky_total_rate_density(sky_rate)
+        * vign_area
+        * SKY_SPECTRUM.band_fraction(*FBK_BAND_EV)
+        * float(PATTERN_MIX_XRAY[0])
+    )
+    return particle + sky
 
 
 def _mission_time(date_iso: str) -> float:
@@ -385,6 +400,7 @@ def simulate_observation(
     psf: KingPSF = PSF_HANDBOOK,
     data_gap: bool = False,
     flare_list: tuple[Flare, ...] | None = None,
+    out_of_time: bool = True,
 ) -> SimulatedObservation:
     """Simulate one exposure and write its PIEVLI (and FBKTSR) files into ``out_dir``.
 
@@ -422,6 +438,8 @@ def simulate_observation(
         Insert a telemetry gap (a hole in the GTIs and NaN bins in FBKTSR).
     flare_list : tuple of Flare, optional
         Explicit flares (times relative to TSTART are *not* applied: give mission times).
+    out_of_time : bool
+        Simulate out-of-time events (the mode's fraction of photons smeared along RAWY).
 
     Returns
     -------
@@ -471,7 +489,7 @@ def simulate_observation(
     livetime = ontime * mode.live_fraction
 
     events = _Events()
-    good_area, sp_eff, ccd_area = _fov_geometry()
+    good_area, sp_eff, ccd_area, _ = _fov_geometry()
 
     # Particle background: everywhere on the CCDs, slowly varying by a few per cent.
     p_rate = particle_total_rate_density(sources.particle_rate) * ccd_area
@@ -479,7 +497,12 @@ def simulate_observation(
     t = _uniform_times(rng, n, gtis)
     phase = rng.uniform(0, 2 * np.pi)
     period = rng.uniform(10e3, 40e3)
-    keep = rng.random(n) * 1.05 < 1.0 + 0.05 * np.sin(2 * np.pi * (t - tstart) / period + phase)
+    # zero-mean modulation over the exposure, so the mean rate is exactly the nominal one
+    tg = np.linspace(tstart, tstop, 2001)
+    wg = _in_gtis(tg, gtis).astype(float)
+    mod_mean = float((np.sin(2 * np.pi * (tg - tstart) / period + phase) * wg).sum() / wg.sum())
+    mod = 0.05 * (np.sin(2 * np.pi * (t - tstart) / period + phase) - mod_mean)
+    keep = rng.random(n) * 1.05 < 1.0 + mod
     t = t[keep]
     n = t.size
     x, y = _uniform_on_ccds(rng, n)
@@ -530,6 +553,13 @@ def simulate_observation(
         _photon_events(rng, np.repeat(agn.detx, counts), np.repeat(agn.dety, counts),
                        gtis, psf, events)
 
+    # Explicit point sources.
+    if sources.point_sources:
+        ps = np.asarray(sources.point_sources, dtype=np.float64).reshape(-1, 3)
+        counts = rng.poisson(ps[:, 2] * ontime * scale)
+        _photon_events(rng, np.repeat(ps[:, 0], counts), np.repeat(ps[:, 1], counts),
+                       gtis, psf, events)
+
     # Extended source.
     ext: ExtendedSource | None = None
     if sources.extended is not None:
@@ -553,7 +583,8 @@ def simulate_observation(
 
     # Out-of-time events: photons registered during read-out land at a random RAWY.
     ccdnr, rawx, rawy = geo.det_to_raw(detx, dety)
-    oot = is_xray & (ccdnr > 0) & (rng.random(detx.size) < mode.oot_fraction)
+    oot_frac = mode.oot_fraction if out_of_time else 0.0
+    oot = is_xray & (ccdnr > 0) & (rng.random(detx.size) < oot_frac)
     if oot.any():
         # DETX depends on RAWX only and DETY on RAWY only: keep the column, redraw the row.
         new_rawy = 0.5 + rng.random(int(oot.sum())) * geo.N_RAWY
@@ -573,9 +604,9 @@ def simulate_observation(
     flag = np.zeros(n_ev, dtype=np.int32)
     flag[(rawx == 1) | (rawx == geo.N_RAWX) | (rawy == geo.N_RAWY)] |= FLAG_CCD_BORDER
     flag[rng.random(n_ev) < 0.002] |= FLAG_NEXT_TO_BADPIX
-    flag[~geo.in_fov(detx, dety)] |= FLAG_OUT_OF_FOV
     detx_i = np.rint(detx).astype(np.int16)
     dety_i = np.rint(dety).astype(np.int16)
+    flag[~geo.in_fov(detx_i, dety_i)] |= FLAG_OUT_OF_FOV
     skyx, skyy = geo.det_to_sky(detx, dety, pa_deg=pa_pnt)
     skyx = np.rint(skyx).astype(np.int32)
     skyy = np.rint(skyy).astype(np.int32)
@@ -602,9 +633,9 @@ def simulate_observation(
         "OBJECT": (f"SIM {obsid}", "Name of observed object"),
         "RA_OBJ": (ra_pnt, "[deg] Right ascension of the target"),
         "DEC_OBJ": (dec_pnt, "[deg] Declination of the target"),
-        "RA_PNT": (ra_pnt, "[deg] Actual (mean) pointing RA of the optical axis"),
-        "DEC_PNT": (dec_pnt, "[deg] Actual (mean) pointing Dec of the optical axis"),
-        "PA_PNT": (pa_pnt, "[deg] Actual (mean) measured position angle"),
+        "RA_PNT": (ra_pnt, "[deg] Mean pointing RA"),
+        "DEC_PNT": (dec_pnt, "[deg] Mean pointing Dec"),
+        "PA_PNT": (pa_pnt, "[deg] Mean position angle"),
         "RA_NOM": (ra_pnt, "[deg] Nominal pointing RA"),
         "DEC_NOM": (dec_pnt, "[deg] Nominal pointing Dec"),
         "DATE-OBS": (date_obs, "Start Time (UTC) of exposure"),
@@ -685,7 +716,7 @@ def simulate_observation(
     pievli = out / product_name(obsid, instrument=instrument, product=evli)
     _write_ftz(fits.HDUList([primary, *hdus]), pievli)
 
-    q = expected_quiet_fbk_rate(particle_rate=sources.particle_rate)
+    q = expected_quiet_fbk_rate(particle_rate=sources.particle_rate, sky_rate=sources.sky_rate)
     fbktsr_path: Path | None = None
     flcutthr: float | None = None
     if with_fbktsr and mode.datamode != "TIMING":
