@@ -36,8 +36,8 @@ def test_paper_size_parameter_count(kind):
 def test_shapes(kind, factor):
     net = build_network(kind, filters=8, blocks=1, growth=8).eval()
     with torch.no_grad():
-        y = net(torch.rand(2, 1, 416, 416) * 0.3)
-    assert y.shape == (2, 1, 416 * factor, 416 * factor)
+        y = net(torch.rand(2, 1, 104, 96) * 0.3)
+    assert y.shape == (2, 1, 104 * factor, 96 * factor)
     net2 = build_network(kind, filters=8, blocks=1, growth=8, exposure_channel=True).eval()
     with torch.no_grad():
         y2 = net2(torch.rand(1, 2, 37, 45))

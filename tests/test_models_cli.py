@@ -1,0 +1,148 @@
+"""CLI: xsa-enhance enhance / model list / model export-onnx."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from astropy.io import fits
+from astropy.wcs import WCS
+from click.testing import CliRunner
+
+from xsa_enhance.cli.main import main
+from xsa_enhance.instrument.grid import GRID_1X
+from xsa_enhance.models.networks import build_network
+from xsa_enhance.models.registry import register_weights, save_weights
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    d = tmp_path_factory.mktemp("w")
+    torch.manual_seed(0)
+    out = {}
+    for kind in ("sr", "dn"):
+        net = build_network(kind, filters=4, blocks=1, growth=4)
+        out[kind] = (d / f"{kind}.pt",
+                     save_weights(net, d / f"{kind}.pt", name=kind, kind=kind, config={},
+                                  card={"summary": f"tiny {kind}"}))
+    return out
+
+
+def _image(path, *, exposure=20_000.0, with_mask=True):
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(0.4, GRID_1X.shape).astype(np.int32)
+    counts[200, 150] += 600
+    mask = np.ones(GRID_1X.shape, dtype=np.uint8)
+    mask[:, :30] = 0
+    hdr = fits.Header()
+    if exposure is not None:
+        hdr["EXPOSURE"] = exposure
+    hdr["OBS_ID"] = "0123700101"
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [150.1, 2.2]
+    w.wcs.crpix = [228.4, 219.9]
+    w.wcs.cdelt = [-4 / 3600, 4 / 3600]
+    hdr.update(w.to_header())
+    hdus = [fits.PrimaryHDU(counts, header=hdr)]
+    if with_mask:
+        hdus.append(fits.ImageHDU(mask, name="MASK"))
+    fits.HDUList(hdus).writeto(path)
+    return counts, mask, w
+
+
+def test_enhance_sr_writes_fits_png_and_wcs(tmp_path, weights):
+    path, sha = weights["sr"]
+    counts, mask, w_in = _image(tmp_path / "in.fits")
+    res = CliRunner().invoke(main, [
+        "enhance", str(tmp_path / "in.fits"), "--model", str(path), "--clamp", "quantile:0.9999",
+        "--stretch", "sqrt", "--out", str(tmp_path / "out.fits"), "--png", str(tmp_path / "o.png")])
+    assert res.exit_code == 0, res.output
+    with fits.open(tmp_path / "out.fits") as hdul:
+        h = hdul[0].header
+        data = hdul[0].data
+        out_mask = hdul["MASK"].data
+        assert "RESTORED" in hdul
+    assert data.shape == (822, 806)
+    assert h["XSASHA"] == sha and h["XSAMODEL"] == "sr.pt" and h["XSAKIND"] == "sr"
+    assert (h["XSACLAMP"], h["XSACLQ"], h["XSASTRCH"]) == ("quantile", 0.9999, "sqrt")
+    assert h["EXPOSURE"] == 100_000.0 and h["INEXPOSE"] == 20_000.0
+    assert h["XSAVERS"] and h["OBS_ID"] == "0123700101"
+    assert np.all(data[out_mask == 0] == 0) and out_mask[:, :60].sum() == 0
+    # sky WCS scaled to the 2x grid: the centre of input pixel (i, j) (1-based) is the corner
+    # shared by output pixels 2i-1 and 2i, i.e. output pixel coordinate 2i - 0.5
+    w_out = WCS(h)
+    for i, j in [(1, 1), (100, 250), (403, 411)]:
+        ra_in, dec_in = w_in.all_pix2world([[i, j]], 1)[0]
+        ra_out, dec_out = w_out.all_pix2world([[2 * i - 0.5, 2 * j - 0.5]], 1)[0]
+        assert ra_out == pytest.approx(ra_in, abs=1e-9) and dec_out == pytest.approx(dec_in,
+                                                                                  abs=1e-9)
+    scales = [float(v) for v in w_out.proj_plane_pixel_scales()]
+    assert scales == pytest.approx([2 / 3600, 2 / 3600])
+    png = plt_read(tmp_path / "o.png")
+    assert png.shape[1] > png.shape[0] > 100  # two panels side by side
+
+
+def plt_read(path):
+    import matplotlib.image as mpimg
+
+    return mpimg.imread(path)
+
+
+def test_enhance_dn_by_registered_alias_without_mask(tmp_path, weights, monkeypatch):
+    reg = tmp_path / "reg"
+    path, sha = weights["dn"]
+    register_weights(path, name="xmm-denoise", kind="dn", registry_dir=reg)
+    monkeypatch.setenv("XSA_ENHANCE_WEIGHTS_DIR", str(reg))
+    _image(tmp_path / "in.fits", with_mask=False)
+    runner = CliRunner()
+    res = runner.invoke(main, ["enhance", str(tmp_path / "in.fits"), "--model", "xmm-denoise",
+                               "--out", str(tmp_path / "out.fits")])
+    assert res.exit_code == 0, res.output
+    h = fits.getheader(tmp_path / "out.fits")
+    assert (h["XSAMODEL"], h["XSASHA"], h["NAXIS1"], h["EXPOSURE"]) == (
+        "xmm-denoise-v1", sha, 403, 50_000.0)
+    listing = runner.invoke(main, ["model", "list"])
+    assert listing.exit_code == 0 and "xmm-denoise-v1" in listing.output
+    assert sha[:12] in listing.output
+    # refuses to overwrite
+    again = runner.invoke(main, ["enhance", str(tmp_path / "in.fits"), "--model", "xmm-denoise",
+                                 "--out", str(tmp_path / "out.fits")])
+    assert again.exit_code == 2 and "exists" in again.output
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("no-exposure", "EXPOSURE"),
+    ("unknown-model", "known models"),
+    ("bad-clamp", "invalid clamp"),
+    ("not-fits", "not a readable FITS"),
+])
+def test_user_errors_are_one_line(tmp_path, weights, monkeypatch, case, needle):
+    monkeypatch.setenv("XSA_ENHANCE_WEIGHTS_DIR", str(tmp_path / "empty"))
+    img = tmp_path / "in.fits"
+    model = str(weights["dn"][0])
+    clamp = "constant"
+    if case == "no-exposure":
+        _image(img, exposure=None)
+    else:
+        _image(img)
+    if case == "unknown-model":
+        model = "xmm-superres"
+    if case == "bad-clamp":
+        clamp = "quantile:7"
+    if case == "not-fits":
+        img.write_text("hello")
+    res = CliRunner().invoke(main, ["enhance", str(img), "--model", model, "--clamp", clamp,
+                                    "--out", str(tmp_path / "o.fits")])
+    assert res.exit_code == 2
+    assert needle in res.output
+    assert "Traceback" not in res.output
+    assert len([ln for ln in res.output.splitlines() if ln.startswith("error:")]) == 1
+
+
+def test_model_export_onnx(tmp_path, weights):
+    res = CliRunner().invoke(main, ["model", "export-onnx", str(weights["sr"][0]),
+                                    "--out", str(tmp_path / "m.onnx")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "m.onnx").stat().st_size > 1000
+    assert "max |onnx - torch|" in res.output
