@@ -43,9 +43,11 @@ class ArchiveSettings:
     credentials_file : str, optional
         ini file with an ``[xmm_newton]`` section for proprietary data.
     retries : int
-        Download attempts per product.
+        Further attempts after a transient failure.
     timeout_s : float
         Network timeout per request.
+    backoff_s : float
+        Wait before the first retry (doubled at each further one).
     """
 
     tap_url: str | None = None
@@ -53,6 +55,7 @@ class ArchiveSettings:
     credentials_file: str | None = None
     retries: int = 3
     timeout_s: float = 120.0
+    backoff_s: float = 2.0
 
 
 @dataclass(frozen=True)

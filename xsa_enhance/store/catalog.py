@@ -2,10 +2,11 @@
 
 A catalog is a Zarr group holding one 1-D array per column (variable-length UTF-8 strings
 for text). Only the pipeline driver appends, and only after the products a row describes
-are complete. An append resizes and writes every column first and then publishes the new
-row count in the group attribute ``nrows``; readers only ever read the first ``nrows``
-rows, so a run killed in the middle of an append leaves the catalog as it was before the
-append (the stale tail is overwritten by the next append).
+are complete. An append resizes and writes every column first; the store then publishes
+the new row counts of all catalogs touched by one commit in a single write of its root
+attributes. Readers only ever read the published rows, so a run killed in the middle of an
+append leaves the catalogs as they were (the stale tail is overwritten by the next append),
+and rows committed together (an observation and its slices) appear together.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ __all__ = [
     "Catalog",
     "CatalogCorruptError",
     "Column",
+    "CATALOG_KEYS",
+    "rows_from_table",
 ]
 
 logger = logging.getLogger(__name__)
@@ -157,7 +160,7 @@ def _np_dtype(dtype: str) -> object:
 
 
 class Catalog:
-    """A catalog group: 1-D column arrays plus the published row count.
+    """A catalog group: 1-D column arrays; the published row count is kept by the store.
 
     Parameters
     ----------
@@ -165,19 +168,22 @@ class Catalog:
         The catalog group (created with :meth:`create`).
     name : str
         Catalog name, one of :data:`CATALOG_NAMES`.
+    nrows : int
+        Published rows (from the store's root attributes); only these are ever read.
     """
 
-    def __init__(self, group: zarr.Group, name: str) -> None:
+    def __init__(self, group: zarr.Group, name: str, nrows: int) -> None:
         if name not in CATALOG_SCHEMAS:
             raise ValueError(f"unknown catalog {name!r}; expected one of {CATALOG_NAMES}")
         self.group = group
         self.name = name
         self.columns = CATALOG_SCHEMAS[name]
         self.key = CATALOG_KEYS[name]
+        self.nrows = int(nrows)
 
     @classmethod
-    def create(cls, parent: zarr.Group, name: str) -> "Catalog":
-        """Create the catalog group under ``parent`` (or open it when it exists).
+    def create(cls, parent: zarr.Group, name: str, *, group_name: str | None = None) -> "Catalog":
+        """Create an empty catalog group under ``parent``.
 
         Parameters
         ----------
@@ -185,22 +191,22 @@ class Catalog:
             Group holding the catalogs.
         name : str
             Catalog name.
+        group_name : str, optional
+            Name of the new group (default ``name``).
 
         Returns
         -------
         Catalog
         """
         columns = CATALOG_SCHEMAS[name]
-        if name in parent:
-            return cls(parent[name], name)  # type: ignore[arg-type]
         group = parent.create_group(
-            name,
+            group_name or name,
             attributes={
-                "nrows": 0,
                 "catalog": name,
                 "columns": [c.name for c in columns],
                 "key": list(CATALOG_KEYS[name]),
             },
+            overwrite=True,
         )
         for col in columns:
             group.create_array(
@@ -212,12 +218,7 @@ class Catalog:
                 dimension_names=["row"],
                 attributes={"unit": col.unit, "description": col.description},
             )
-        return cls(group, name)
-
-    @property
-    def nrows(self) -> int:
-        """Number of published rows."""
-        return int(self.group.attrs.get("nrows", 0))
+        return cls(group, name, 0)
 
     def _column_array(self, name: str) -> zarr.Array:
         try:
@@ -235,10 +236,12 @@ class Catalog:
                 f"catalog {self.name}: column {name!r} has {arr.shape[0]} rows, "
                 f"{n} published"
             )
-        values = arr[:n] if n else np.zeros(0, dtype=object if arr.dtype.kind in "OTU" else arr.dtype)
-        values = np.asarray(values)
+        if n == 0:
+            kind = next(c.dtype for c in self.columns if c.name == name)
+            return np.zeros(0, dtype="U1" if kind == "str" else kind)
+        values = np.asarray(arr[:n])
         if values.dtype.kind == "T" or values.dtype == object:
-            values = values.astype(str) if n else np.zeros(0, dtype="U1")
+            values = np.array(values.tolist(), dtype=str)
         return values
 
     def keys(self) -> set[tuple[str, ...]]:
@@ -248,26 +251,8 @@ class Catalog:
         cols = [self.column(k) for k in self.key]
         return {tuple(str(v) for v in row) for row in zip(*cols)}
 
-    def append(self, rows: Sequence[Mapping[str, object]]) -> int:
-        """Append rows (driver only) and publish them.
-
-        Parameters
-        ----------
-        rows : sequence of mappings
-            One mapping per row with a value for every column.
-
-        Returns
-        -------
-        int
-            The new number of rows.
-
-        Raises
-        ------
-        ValueError
-            When a row lacks a column or names an unknown one.
-        """
-        if not rows:
-            return self.nrows
+    def check_rows(self, rows: Sequence[Mapping[str, object]]) -> None:
+        """Raise ValueError when a row lacks a column or names an unknown one."""
         names = {c.name for c in self.columns}
         for row in rows:
             missing = names - set(row)
@@ -277,6 +262,27 @@ class Catalog:
                     f"catalog {self.name}: row has missing columns {sorted(missing)} "
                     f"and unknown columns {sorted(extra)}"
                 )
+
+    def write_rows(self, rows: Sequence[Mapping[str, object]]) -> int:
+        """Write rows after the published ones, *without* publishing them.
+
+        The store publishes the new row count (of several catalogs at once) in one atomic
+        metadata write; whatever an interrupted append left beyond the published rows is
+        simply overwritten by the next one.
+
+        Parameters
+        ----------
+        rows : sequence of mappings
+            One mapping per row with a value for every column.
+
+        Returns
+        -------
+        int
+            The row count to publish.
+        """
+        if not rows:
+            return self.nrows
+        self.check_rows(rows)
         n0 = self.nrows
         n1 = n0 + len(rows)
         for col in self.columns:
@@ -285,11 +291,9 @@ class Catalog:
                 values = np.array([str(r[col.name]) for r in rows], dtype=object)
             else:
                 values = np.array([r[col.name] for r in rows], dtype=col.dtype)
-            # Whatever an interrupted append left beyond n0 is simply overwritten.
             arr.resize((n1,))
             arr[n0:n1] = values
-        self.group.attrs["nrows"] = n1
-        logger.debug("catalog %s: %d -> %d rows", self.name, n0, n1)
+        logger.debug("catalog %s: wrote rows %d..%d", self.name, n0, n1)
         return n1
 
     def read(self) -> Table:
@@ -304,6 +308,10 @@ class Catalog:
         table.meta["catalog"] = self.name
         return table
 
+    def rows(self) -> list[dict[str, object]]:
+        """The published rows as plain mappings."""
+        return rows_from_table(self.read())
+
 
 def rows_from_table(table: Table) -> list[dict[str, object]]:
     """Convert an astropy Table back into row mappings (plain Python values)."""
@@ -312,10 +320,3 @@ def rows_from_table(table: Table) -> list[dict[str, object]]:
         out.append({name: row[name].item() if hasattr(row[name], "item") else row[name]
                     for name in table.colnames})
     return out
-
-
-def iter_catalogs(parent: zarr.Group) -> Iterable[Catalog]:
-    """Yield the catalogs present under ``parent`` in :data:`CATALOG_NAMES` order."""
-    for name in CATALOG_NAMES:
-        if name in parent:
-            yield Catalog(parent[name], name)  # type: ignore[arg-type]

@@ -2,8 +2,9 @@
 
 Layout (``<store>`` is a local directory or an fsspec URL)::
 
-    <store>/zarr.json                       root attributes: format, software, runs
-    <store>/catalogs/{observations,slices,products,runs}/<column>   1-D column arrays
+    <store>/zarr.json                       root attributes: format, software, runs, and
+                                            the catalog state {name: {path, nrows}}
+    <store>/catalogs/<name>.<generation>/<column>   1-D column arrays
     <store>/obs/<obsid>/                    attributes: observation metadata, GTIs
     <store>/obs/<obsid>/<slice_id>/input/{counts,exposure,mask}
     <store>/obs/<obsid>/<slice_id>/products/<model>__<clamp>/{counts,mask}
@@ -24,7 +25,7 @@ import datetime as _dt
 import logging
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ import zarr
 
 from xsa_enhance._version import __version__
 from xsa_enhance.errors import InputFileError
-from xsa_enhance.store.catalog import CATALOG_NAMES, Catalog
+from xsa_enhance.store.catalog import CATALOG_NAMES, Catalog, rows_from_table
 
 __all__ = [
     "STORE_FORMAT",
@@ -183,31 +184,145 @@ class ProductStore:
     def _initialise(self) -> None:
         attrs = self.root.attrs
         if attrs.get("xsa_enhance_store") is None:
-            if len(list(self.root.keys())) and "catalogs" not in self.root:
+            if set(self.root.keys()) - {"catalogs", "obs"}:
                 raise InputFileError(self.url, "Zarr group exists but is not a product store")
+            cats = self.root.require_group("catalogs")
+            state = {}
+            for name in CATALOG_NAMES:
+                Catalog.create(cats, name, group_name=f"{name}.0")
+                state[name] = {"path": f"catalogs/{name}.0", "nrows": 0}
+            self.root.require_group("obs")
+            # The store becomes a product store with this one write.
             self.root.attrs.update(
                 {
                     "xsa_enhance_store": STORE_FORMAT,
                     "software_version": __version__,
                     "created": utcnow(),
+                    "catalogs": state,
                     "runs": [],
                 }
             )
-        cats = self.root.require_group("catalogs")
-        for name in CATALOG_NAMES:
-            Catalog.create(cats, name)
-        self.root.require_group("obs")
 
     # ------------------------------------------------------------------ catalogs
+    def _catalog_state(self) -> dict[str, dict[str, Any]]:
+        state = self.root.attrs.get("catalogs")
+        if not isinstance(state, Mapping):
+            raise InputFileError(self.url, "product store without catalog state")
+        return {k: dict(v) for k, v in state.items()}
+
     def catalog(self, name: str) -> Catalog:
-        """Return one catalog (``observations``, ``slices``, ``products``, ``runs``)."""
+        """Return one catalog (``observations``, ``slices``, ``products``, ``runs``).
+
+        The catalog shows the rows published when the store was opened or last committed
+        through this handle.
+        """
         if name not in CATALOG_NAMES:
             raise ValueError(f"unknown catalog {name!r}; expected one of {CATALOG_NAMES}")
+        entry = self._catalog_state().get(name)
+        if entry is None:
+            raise InputFileError(self.url, f"catalog {name!r} missing")
         try:
-            group = self.root["catalogs"][name]  # type: ignore[index]
+            group = self.root[entry["path"]]
         except KeyError as exc:
-            raise InputFileError(self.url, f"catalog {name!r} missing") from exc
-        return Catalog(group, name)  # type: ignore[arg-type]
+            raise InputFileError(self.url, f"catalog group {entry['path']!r} missing") from exc
+        return Catalog(group, name, int(entry["nrows"]))  # type: ignore[arg-type]
+
+    def commit(
+        self, rows: Mapping[str, Sequence[Mapping[str, Any]]], *, run_id: str
+    ) -> dict[str, int]:
+        """Append rows to several catalogs and publish them together (driver only).
+
+        Rows whose key (see :data:`~xsa_enhance.store.catalog.CATALOG_KEYS`) is already
+        published, or repeated in the batch, are dropped, so a resumed run never duplicates
+        a row. ``run_id`` and ``created`` are filled in. All columns are written first; the
+        new row counts of every catalog then appear in one atomic write of the root
+        attributes.
+
+        Parameters
+        ----------
+        rows : mapping of catalog name to rows
+            Rows without ``run_id`` / ``created`` (``runs`` rows are taken as they are).
+        run_id : str
+            The committing run.
+
+        Returns
+        -------
+        dict
+            Rows added per catalog.
+        """
+        if self.mode == "r":
+            raise InputFileError(self.url, "store opened read-only")
+        state = self._catalog_state()
+        added: dict[str, int] = {}
+        now = utcnow()
+        for name in CATALOG_NAMES:
+            batch = list(rows.get(name) or [])
+            if not batch:
+                continue
+            cat = self.catalog(name)
+            seen = cat.keys()
+            fresh: list[dict[str, Any]] = []
+            for row in batch:
+                row = dict(row)
+                if name != "runs":
+                    row.setdefault("run_id", run_id)
+                    row.setdefault("created", now)
+                if cat.key:
+                    key = tuple(str(row[k]) for k in cat.key)
+                    if key in seen:
+                        logger.debug("catalog %s: row %s already published", name, key)
+                        continue
+                    seen.add(key)
+                fresh.append(row)
+            if not fresh:
+                continue
+            state[name]["nrows"] = cat.write_rows(fresh)
+            added[name] = len(fresh)
+        if added:
+            self.root.attrs["catalogs"] = state
+        return added
+
+    def remove_observations(self, obsids: Sequence[str]) -> int:
+        """Remove observations: their catalog rows (not the runs log) and their groups.
+
+        The catalogs are rewritten into new groups and switched over in one atomic write of
+        the root attributes, then the old groups and the observation groups are deleted; a
+        run killed in between leaves only unreferenced groups that :meth:`clean_orphans`
+        removes. Driver only (``--force``).
+
+        Returns
+        -------
+        int
+            Catalog rows removed.
+        """
+        drop = {str(o) for o in obsids}
+        if not drop:
+            return 0
+        state = self._catalog_state()
+        old_paths = []
+        removed = 0
+        cats = self.root["catalogs"]
+        for name in ("observations", "slices", "products"):
+            cat = self.catalog(name)
+            table = cat.read()
+            keep = ~np.isin(np.asarray(table["obsid"], dtype=str), list(drop))
+            n_drop = int((~keep).sum())
+            if n_drop == 0:
+                continue
+            removed += n_drop
+            gen = int(state[name]["path"].rsplit(".", 1)[-1]) + 1
+            new = Catalog.create(cats, name, group_name=f"{name}.{gen}")  # type: ignore[arg-type]
+            kept = rows_from_table(table[keep])
+            new.nrows = 0
+            n = new.write_rows(kept) if kept else 0
+            old_paths.append(state[name]["path"])
+            state[name] = {"path": f"catalogs/{name}.{gen}", "nrows": n}
+        self.root.attrs["catalogs"] = state
+        for path in old_paths:
+            self.delete(path)
+        for obsid in sorted(drop):
+            self.delete(self.observation_path(obsid))
+        return removed
 
     @property
     def run_log(self) -> list[dict[str, Any]]:
@@ -466,9 +581,22 @@ class ProductStore:
                         orphans.append(ppath)
         return orphans
 
+    def stray_catalog_groups(self) -> list[str]:
+        """Catalog groups no longer (or not yet) referenced by the root attributes."""
+        live = {v["path"] for v in self._catalog_state().values()}
+        cats = self._group("catalogs")
+        if cats is None:
+            return []
+        return sorted(
+            f"catalogs/{k}" for k in cats.group_keys() if f"catalogs/{k}" not in live
+        )
+
     def clean_orphans(self) -> list[str]:
-        """Delete the groups :meth:`find_orphans` reports (driver only, before a run)."""
-        orphans = self.find_orphans()
+        """Delete what :meth:`find_orphans` and :meth:`stray_catalog_groups` report.
+
+        Driver only, before a run starts.
+        """
+        orphans = self.stray_catalog_groups() + self.find_orphans()
         for path in orphans:
             logger.info("removing orphan %s (left by an interrupted run)", path)
             self.delete(path)

@@ -1,0 +1,432 @@
+"""The pipeline driver: plan the work, submit tasks, commit catalog rows, log the run.
+
+The driver is the only writer of the catalogs and of the store's root attributes. For each
+observation it submits one :func:`~xsa_enhance.pipeline.tasks.observation_task`; when that
+comes back complete it commits the observation and slice rows (together) and submits one
+:func:`~xsa_enhance.pipeline.tasks.product_task` per (slice, model, clamp); product rows are
+committed as their tasks finish; a ``runs`` row per observation records the outcome. At the
+end the run is logged in the root attributes and the metadata consolidated.
+
+Resuming: orphans of an interrupted run (groups without catalog rows) are removed first;
+observations with a row are not harvested again, only their missing products are made;
+``force`` removes the observations' rows and groups and redoes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from xsa_enhance._version import __version__
+from xsa_enhance.errors import XsaError
+from xsa_enhance.pipeline.config import PipelineConfig
+from xsa_enhance.pipeline.executors import InProcessExecutor, make_executor
+from xsa_enhance.pipeline.selection import SelectionPlan, plan_selection
+from xsa_enhance.pipeline.tasks import ObservationOutcome, ProductOutcome, observation_task, product_task
+from xsa_enhance.store import ProductStore, utcnow
+
+__all__ = ["RunSummary", "ProgressState", "ModelInfo", "run_pipeline", "resolve_models"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelInfo:
+    """A model resolved by the driver (the tasks load it by reference and check the sha)."""
+
+    ref: str
+    name: str
+    kind: str
+    sha256: str
+
+
+@dataclass
+class ProgressState:
+    """Counters handed to the progress callback after every change."""
+
+    observations_total: int = 0
+    observations_done: int = 0
+    slices_done: int = 0
+    products_total: int = 0
+    products_done: int = 0
+    failures: int = 0
+    skipped: int = 0
+    message: str = ""
+
+
+@dataclass
+class RunSummary:
+    """What a run did.
+
+    Attributes
+    ----------
+    run_id : str
+        Identifier written into every catalog row of the run.
+    outcomes : list of dict
+        Per observation: obsid, status (ok/failed/skipped), stage, reason.
+    models : list of ModelInfo
+        Models used (empty when none is installed).
+    notes : list of str
+        Things the user should know (e.g. no trained model installed).
+    stage_seconds : dict
+        Summed task time per stage (harvest, events, write, enhance...).
+    """
+
+    run_id: str
+    store: str
+    started: str
+    finished: str = ""
+    wall_s: float = 0.0
+    executor: str = ""
+    dashboard_link: str | None = None
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    n_slices: int = 0
+    n_products: int = 0
+    n_products_failed: int = 0
+    models: list[ModelInfo] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    orphans_removed: list[str] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def count(self, status: str) -> int:
+        """Observations with this status."""
+        return sum(1 for o in self.outcomes if o["status"] == status)
+
+    def format(self) -> str:
+        """A human-readable summary (several lines)."""
+        lines = [
+            f"run {self.run_id} into {self.store}: {len(self.outcomes)} observations - "
+            f"{self.count('ok')} ok, {self.count('skipped')} skipped, "
+            f"{self.count('failed')} failed; {self.n_slices} slice images, "
+            f"{self.n_products} enhanced products"
+            + (f" ({self.n_products_failed} failed)" if self.n_products_failed else "")
+            + f" in {self.wall_s:.1f} s ({self.executor})",
+        ]
+        if self.models:
+            lines.append(
+                "models: " + ", ".join(f"{m.name} [{m.kind}, sha256 {m.sha256[:12]}]" for m in self.models)
+            )
+        for note in self.notes:
+            lines.append(f"note: {note}")
+        if self.orphans_removed:
+            lines.append(f"removed {len(self.orphans_removed)} orphans of an interrupted run")
+        width = max([6] + [len(o["obsid"]) for o in self.outcomes])
+        for o in self.outcomes:
+            reason = f"  ({o['stage']}: {o['reason']})" if o["reason"] else ""
+            lines.append(f"  {o['obsid']:<{width}}  {o['status']:<7}{reason}")
+        return "\n".join(lines)
+
+
+def resolve_models(refs: tuple[str, ...] | list[str], *, require: bool = False) -> tuple[list[ModelInfo], list[str]]:
+    """Load each model once in the driver to learn its name, kind and weights sha256.
+
+    Parameters
+    ----------
+    refs : sequence of str
+        Registry names or weight paths.
+    require : bool
+        Raise when one is missing instead of noting it.
+
+    Returns
+    -------
+    models : list of ModelInfo
+    notes : list of str
+        One line per model that could not be loaded.
+    """
+    from xsa_enhance.models import load_model
+
+    models: list[ModelInfo] = []
+    notes: list[str] = []
+    for ref in refs:
+        try:
+            m = load_model(ref)
+        except XsaError as exc:
+            if require:
+                raise
+            notes.append(f"model {ref} not available ({exc}); its products are not made")
+            continue
+        models.append(ModelInfo(ref=str(ref), name=m.name, kind=m.kind, sha256=m.sha256))
+    if refs and not models:
+        notes.append(
+            "no trained model is installed: only the un-enhanced slice images were written "
+            "(install weights with `xsa-enhance model register`)"
+        )
+    return models, notes
+
+
+class _ObsState:
+    def __init__(self, obsid: str) -> None:
+        self.obsid = obsid
+        self.started = utcnow()
+        self.t0 = time.perf_counter()
+        self.task_s = 0.0
+        self.pending = 0
+        self.n_slices = 0
+        self.n_products = 0
+        self.failures: list[str] = []
+        self.status = "ok"
+        self.stage = ""
+        self.reason = ""
+
+
+def _lengths_match(length_ks: int, wanted: tuple[float, ...]) -> bool:
+    return any(abs(float(length_ks) - float(w)) < 1e-6 for w in wanted)
+
+
+def run_pipeline(
+    config: PipelineConfig,
+    *,
+    executor: Any = None,
+    progress: Callable[[ProgressState], None] | None = None,
+    plan: SelectionPlan | None = None,
+    on_executor: Callable[[Any], None] | None = None,
+) -> RunSummary:
+    """Run the pipeline for a selection of observations.
+
+    Parameters
+    ----------
+    config : PipelineConfig
+        What to do (selection, stages, store, executor).
+    executor : Executor, optional
+        Use this executor (not closed here); default: built from ``config.executor``.
+    progress : callable, optional
+        Called with a :class:`ProgressState` after every change.
+    plan : SelectionPlan, optional
+        Observations to process (default: :func:`plan_selection` through the archive).
+    on_executor : callable, optional
+        Called once with the executor when it is ready (e.g. to print the dashboard link).
+
+    Returns
+    -------
+    RunSummary
+
+    Raises
+    ------
+    ConfigError
+        Invalid configuration, or ``enhance.require_models`` and a model is missing.
+    """
+    t_wall = time.perf_counter()
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+    store = ProductStore(config.store, mode="a", storage_options=config.storage_options or None)
+    summary = RunSummary(run_id=run_id, store=store.url, started=utcnow())
+    # Drop the consolidated metadata of the last run while this one writes.
+    store.invalidate_consolidated()
+    summary.orphans_removed = store.clean_orphans()
+    store.record_run({"run_id": run_id, "name": config.name, "started": summary.started,
+                      "status": "running", "software_version": __version__})
+
+    if config.events:
+        from xsa_enhance.events import EventsConfig
+
+        EventsConfig.from_dict(config.events)
+    enh = config.enhance
+    models, notes = resolve_models(enh.models, require=enh.require_models)
+    summary.models = models
+    summary.notes.extend(notes)
+
+    if plan is None:
+        plan = plan_selection(config, store=store)
+    records = {r["obsid"]: r for r in plan.records}
+
+    state = ProgressState(observations_total=len(records) + len(plan.skipped))
+    runs_rows: list[dict[str, Any]] = []
+
+    def report(msg: str = "") -> None:
+        state.message = msg
+        if progress is not None:
+            progress(state)
+
+    def finish(st: _ObsState) -> None:
+        if st.failures and st.status == "ok":
+            st.status, st.stage = "failed", "enhance"
+            st.reason = f"{len(st.failures)} product(s) failed: {st.failures[0]}"
+        row = {
+            "run_id": run_id,
+            "obsid": st.obsid,
+            "status": st.status,
+            "stage": st.stage or "store",
+            "reason": st.reason,
+            "n_slices": st.n_slices,
+            "n_products": st.n_products,
+            "started": st.started,
+            "finished": utcnow(),
+            "duration": st.task_s,
+            "software_version": __version__,
+        }
+        store.commit({"runs": [row]}, run_id=run_id)
+        summary.outcomes.append(
+            {"obsid": st.obsid, "status": st.status, "stage": row["stage"], "reason": st.reason}
+        )
+        state.observations_done += 1
+        if st.status == "failed":
+            state.failures += 1
+        elif st.status == "skipped":
+            state.skipped += 1
+        report(f"{st.obsid} {st.status}")
+
+    # Observations the selection left out: recorded, nothing to do.
+    for obsid, reason in plan.skipped.items():
+        st = _ObsState(obsid)
+        st.status, st.stage, st.reason = "skipped", "select", reason
+        finish(st)
+
+    if config.force and records:
+        removed = store.remove_observations(sorted(records))
+        logger.info("--force: removed %d catalog rows of %d observations", removed, len(records))
+
+    obs_cat = store.catalog("observations")
+    done_obs = {k[0]: None for k in obs_cat.keys()}
+    obs_status = dict(zip(obs_cat.column("obsid").tolist(), obs_cat.column("status").tolist()))
+    slice_table = store.catalog("slices").read()
+    product_keys = store.catalog("products").keys()
+
+    def product_jobs(obsid: str, slices: list[tuple[str, int]]) -> list[tuple[str, ModelInfo, str]]:
+        jobs = []
+        for sid, length in slices:
+            if not _lengths_match(length, enh.slice_lengths_ks):
+                continue
+            for m in models:
+                for clamp in enh.clamps:
+                    if (obsid, sid, m.name, clamp) not in product_keys:
+                        jobs.append((sid, m, clamp))
+        return jobs
+
+    own_executor = executor is None
+    n_to_run = len(records)
+    if executor is None:
+        executor = make_executor(config.executor, n_tasks=max(1, n_to_run))
+    summary.executor = type(executor).__name__
+    summary.dashboard_link = getattr(executor, "dashboard_link", None)
+    if on_executor is not None:
+        on_executor(executor)
+
+    pending: dict[Any, tuple[str, Any]] = {}
+    states: dict[str, _ObsState] = {}
+    common = {"store_url": store.url, "storage_options": config.storage_options or None}
+
+    def submit_products(st: _ObsState, jobs: list[tuple[str, ModelInfo, str]]) -> None:
+        for sid, m, clamp in jobs:
+            fut = executor.submit(
+                product_task, st.obsid, sid, kind="inference",
+                model_ref=m.ref, model_sha256=m.sha256, clamp=clamp, stretch=enh.stretch,
+                device=enh.device, torch_threads=enh.torch_threads, **common,
+            )
+            pending[fut] = ("product", st.obsid)
+            st.pending += 1
+            state.products_total += 1
+
+    try:
+        for obsid in sorted(records):
+            st = _ObsState(obsid)
+            states[obsid] = st
+            if obsid in done_obs:
+                if obs_status.get(obsid) == "skipped":
+                    st.status, st.stage, st.reason = "skipped", "store", "already in the store (skipped before)"
+                    finish(st)
+                    continue
+                rows = slice_table[[str(o) == obsid for o in slice_table["obsid"]]] if len(slice_table) else []
+                slices = [(str(r["slice_id"]), int(r["length_ks"])) for r in rows]
+                jobs = product_jobs(obsid, slices)
+                if not jobs:
+                    st.status, st.stage, st.reason = "skipped", "store", "already in the store"
+                    finish(st)
+                    continue
+                submit_products(st, jobs)
+                continue
+            fut = executor.submit(
+                observation_task, obsid, kind="io",
+                archive=config.archive, events=dict(config.events), record=records[obsid],
+                work_dir=config.work_dir, keep_downloads=config.keep_downloads, **common,
+            )
+            pending[fut] = ("observation", obsid)
+            st.pending += 1
+        report("submitted")
+
+        while pending:
+            done, _ = executor.wait_any(list(pending))
+            for fut in done:
+                what, obsid = pending.pop(fut)
+                st = states[obsid]
+                st.pending -= 1
+                try:
+                    result = executor.result(fut)
+                except Exception as exc:  # noqa: BLE001 - worker died, cancelled...
+                    reason = f"{type(exc).__name__}: {exc}"
+                    if what == "observation":
+                        result = ObservationOutcome(obsid=obsid, status="failed", stage="executor", reason=reason)
+                    else:
+                        result = ProductOutcome(obsid=obsid, slice_id="?", model="?", clamp="?",
+                                                status="failed", reason=reason)
+                for k, v in (getattr(result, "timings", {}) or {}).items():
+                    summary.stage_seconds[k] = summary.stage_seconds.get(k, 0.0) + float(v)
+                st.task_s += float((result.timings or {}).get("total_s", 0.0))
+                if what == "observation":
+                    _handle_observation(result, st, store, run_id, summary, state)
+                    if result.status == "ok":
+                        slices = [(r["slice_id"], int(r["length_ks"])) for r in result.slices]
+                        submit_products(st, product_jobs(obsid, slices))
+                else:
+                    if result.status == "ok":
+                        store.commit({"products": [result.product]}, run_id=run_id)
+                        st.n_products += 1
+                        summary.n_products += 1
+                        state.products_done += 1
+                    else:
+                        st.failures.append(result.reason)
+                        summary.n_products_failed += 1
+                        state.products_done += 1
+                        logger.warning("product %s/%s %s %s failed: %s", obsid, result.slice_id,
+                                       result.model, result.clamp, result.reason)
+                    report()
+                if st.pending == 0:
+                    finish(st)
+    finally:
+        if own_executor:
+            executor.close()
+        summary.finished = utcnow()
+        summary.wall_s = time.perf_counter() - t_wall
+        complete = all(s.pending == 0 for s in states.values())
+        store.record_run({
+            "run_id": run_id, "name": config.name, "started": summary.started,
+            "finished": summary.finished,
+            "status": "finished" if complete else "interrupted",
+            "selection_since": plan.since if plan is not None else None,
+            "n_ok": summary.count("ok"), "n_failed": summary.count("failed"),
+            "n_skipped": summary.count("skipped"), "n_slices": summary.n_slices,
+            "n_products": summary.n_products, "software_version": __version__,
+            "models": [m.__dict__ for m in summary.models],
+        })
+        store.consolidate()
+    return summary
+
+
+def _handle_observation(
+    result: ObservationOutcome,
+    st: _ObsState,
+    store: ProductStore,
+    run_id: str,
+    summary: RunSummary,
+    state: ProgressState,
+) -> None:
+    st.status, st.stage, st.reason = result.status, result.stage, result.reason
+    if result.status == "failed":
+        logger.warning("observation %s failed in %s: %s", result.obsid, result.stage, result.reason)
+        return
+    # Slice rows and the observation row are published together, after the task marked
+    # the observation group complete.
+    store.commit({"slices": result.slices, "observations": [result.observation]}, run_id=run_id)
+    st.n_slices = len(result.slices)
+    summary.n_slices += len(result.slices)
+    state.slices_done += len(result.slices)
+
+
+def in_process(config: PipelineConfig, **kwargs: Any) -> RunSummary:
+    """Run with the :class:`~xsa_enhance.pipeline.executors.InProcessExecutor`."""
+    with InProcessExecutor() as ex:
+        return run_pipeline(config, executor=ex, **kwargs)
+
+

@@ -1,0 +1,187 @@
+"""The pipeline's stages as plain, typed functions (no Dask in here).
+
+harvest -> events -> (write inputs) -> enhance -> (write products). Each stage takes its own
+configuration and calls the stage package's public API; :mod:`xsa_enhance.pipeline.tasks`
+strings them into the units an executor runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xsa_enhance.errors import ObservationError
+from xsa_enhance.pipeline.config import ArchiveSettings
+
+__all__ = [
+    "archive_config",
+    "harvest_stage",
+    "events_stage",
+    "enhance_stage",
+    "slice_id_of",
+    "CAVEATS",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Caveats carried by every enhanced product (DESIGN.md section 7).
+CAVEATS: tuple[str, ...] = (
+    "Enhanced images can contain hallucinated features; do not use them for detection or "
+    "photometry without checking the input.",
+    "Clamping loses bright-source information above the clamp value.",
+    "The models are for EPIC-pn, 0.5-2 keV, full-frame modes and ~20 ks inputs.",
+)
+
+
+def archive_config(settings: ArchiveSettings) -> Any:
+    """Build the archive stage's ``ArchiveConfig`` from the pipeline's archive section.
+
+    Parameters
+    ----------
+    settings : ArchiveSettings
+        Endpoints (``None``: the real XSA), credentials, retries and timeout.
+
+    Returns
+    -------
+    xsa_enhance.archive.ArchiveConfig
+    """
+    from xsa_enhance.archive.config import ArchiveConfig
+
+    kwargs: dict[str, Any] = {
+        "retries": settings.retries,
+        "timeout": settings.timeout_s,
+        "backoff": settings.backoff_s,
+    }
+    if settings.tap_url:
+        kwargs["tap_url"] = settings.tap_url
+    if settings.aio_url:
+        kwargs["aio_url"] = settings.aio_url
+    if settings.credentials_file:
+        kwargs["credentials_file"] = Path(settings.credentials_file)
+    return ArchiveConfig(**kwargs)
+
+
+def harvest_stage(
+    obsid: str,
+    out_dir: str | os.PathLike[str],
+    *,
+    settings: ArchiveSettings,
+    exposure_id: str | None = None,
+) -> Any:
+    """Download the PIEVLI and FBKTSR products of one observation into ``out_dir``.
+
+    Parameters
+    ----------
+    obsid : str
+        Observation identifier.
+    out_dir : path-like
+        A folder owned by this task (downloads never go to the working directory and the
+        astropy download cache is not used).
+    settings : ArchiveSettings
+        Archive section of the pipeline config.
+    exposure_id : str, optional
+        The pn exposure the selection chose (``S003``); default: the archive stage's choice.
+
+    Returns
+    -------
+    HarvestResult
+        With ``status`` ``downloaded``/``cached`` and the product paths.
+
+    Raises
+    ------
+    ObservationError
+        When the harvest failed (the reason from the archive stage).
+    """
+    from xsa_enhance.archive import harvest_observation
+
+    result = harvest_observation(
+        obsid, Path(out_dir), config=archive_config(settings), exposure_id=exposure_id
+    )
+    if result.status == "failed":
+        raise ObservationError(obsid, f"harvest failed: {result.reason}")
+    if "PIEVLI" not in result.products:
+        raise ObservationError(obsid, "harvest returned no PIEVLI event list")
+    return result
+
+
+def events_stage(
+    pievli: str | os.PathLike[str],
+    fbktsr: str | os.PathLike[str] | None,
+    *,
+    config: Any,
+    timings: dict[str, float] | None = None,
+) -> Any:
+    """Screen, flare-filter, slice and bin one event list.
+
+    Parameters
+    ----------
+    pievli, fbktsr : path-like
+        The harvested products (``fbktsr`` may be ``None``).
+    config : xsa_enhance.events.EventsConfig
+        Options of the events stage.
+    timings : dict, optional
+        Filled with the events stage's own timings.
+
+    Returns
+    -------
+    xsa_enhance.events.ProcessedObservation
+    """
+    from xsa_enhance.events import process_event_list
+
+    return process_event_list(pievli, fbktsr, config=config, timings=timings)
+
+
+def slice_id_of(image: Any) -> str:
+    """Store key of a :class:`~xsa_enhance.events.SliceImage` (``S003_020ks_001``)."""
+    from xsa_enhance.store import slice_key
+
+    length = image.length_ks
+    if length is None:
+        return f"{image.expidstr}_full_000"
+    return slice_key(image.expidstr, int(round(float(length))), int(image.index))
+
+
+def enhance_stage(
+    counts: np.ndarray,
+    exposure_s: float,
+    mask: np.ndarray,
+    model: Any,
+    *,
+    clamp: str,
+    stretch: str | None = None,
+    device: str | None = None,
+) -> Any:
+    """Run one model on one slice image.
+
+    Parameters
+    ----------
+    counts : numpy.ndarray
+        Counts on the 1x DET grid.
+    exposure_s : float
+        Exposure of the slice.
+    mask : numpy.ndarray
+        Detector mask of the slice.
+    model : xsa_enhance.models.LoadedModel
+        The loaded model.
+    clamp : str
+        ``constant``, ``quantile:q`` or ``none``.
+    stretch : str, optional
+        Stretch override.
+    device : str, optional
+        Torch device.
+
+    Returns
+    -------
+    xsa_enhance.models.inference.EnhancedImage
+    """
+    from xsa_enhance.models.inference import enhance
+
+    t0 = time.perf_counter()
+    out = enhance(counts, exposure_s, mask, model, clamp=clamp, stretch=stretch, device=device)
+    logger.debug("%s on a %.0f s image took %.2f s", model.name, exposure_s, time.perf_counter() - t0)
+    return out

@@ -1,0 +1,466 @@
+"""Task functions an executor runs: one per observation, one per enhanced product.
+
+Tasks own what they write (DESIGN.md section 8): :func:`observation_task` owns
+``obs/<obsid>`` and its slice inputs, :func:`product_task` owns one product group. They
+never touch the catalogs; they return the catalog rows and the driver commits them once the
+groups are complete. Expected failures (:class:`~xsa_enhance.errors.XsaError`) and
+unexpected ones are returned as outcomes with the reason, so one bad observation never
+stops the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from xsa_enhance._version import __version__
+from xsa_enhance.errors import ObservationError, XsaError
+from xsa_enhance.pipeline.config import ArchiveSettings
+from xsa_enhance.pipeline.stages import (
+    CAVEATS,
+    enhance_stage,
+    events_stage,
+    harvest_stage,
+    slice_id_of,
+)
+
+__all__ = [
+    "ObservationOutcome",
+    "ProductOutcome",
+    "observation_task",
+    "product_task",
+    "cached_model",
+    "clear_model_cache",
+]
+
+logger = logging.getLogger(__name__)
+
+_MODEL_CACHE: dict[tuple[str, str], Any] = {}
+_MODEL_LOCK = threading.Lock()
+
+
+@dataclass
+class ObservationOutcome:
+    """What an observation task did.
+
+    ``status`` is ``ok`` (inputs written), ``skipped`` (nothing usable, e.g. no clean
+    exposure) or ``failed``; ``stage`` names where it was decided.
+    """
+
+    obsid: str
+    status: str
+    stage: str
+    reason: str = ""
+    observation: dict[str, Any] | None = None
+    slices: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    worker: str = ""
+
+
+@dataclass
+class ProductOutcome:
+    """What a product task did (``status`` ``ok`` or ``failed``)."""
+
+    obsid: str
+    slice_id: str
+    model: str
+    clamp: str
+    status: str
+    reason: str = ""
+    product: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    worker: str = ""
+
+
+def _worker_name() -> str:
+    return f"{platform.node()}:{os.getpid()}"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ObservationError):
+        return exc.reason
+    if isinstance(exc, XsaError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _open_store(store_url: str, storage_options: dict[str, Any] | None) -> Any:
+    from xsa_enhance.store import ProductStore
+
+    return ProductStore(store_url, mode="r+", storage_options=storage_options or None)
+
+
+def observation_task(
+    obsid: str,
+    *,
+    store_url: str,
+    storage_options: dict[str, Any] | None = None,
+    archive: ArchiveSettings,
+    events: dict[str, Any],
+    record: dict[str, Any] | None = None,
+    work_dir: str | None = None,
+    keep_downloads: bool = False,
+) -> ObservationOutcome:
+    """Harvest, process and store the slice images of one observation.
+
+    Parameters
+    ----------
+    obsid : str
+        Observation identifier.
+    store_url : str
+        Product store (the task opens its own handle).
+    storage_options : dict, optional
+        fsspec options of the store.
+    archive : ArchiveSettings
+        Archive section of the pipeline config.
+    events : dict
+        Options of :class:`~xsa_enhance.events.EventsConfig`.
+    record : dict, optional
+        What the archive selection said about the observation (PPS version, dates).
+    work_dir : str, optional
+        Parent of this task's private temporary folder.
+    keep_downloads : bool
+        Keep the downloaded files.
+
+    Returns
+    -------
+    ObservationOutcome
+    """
+    from xsa_enhance.events import EventsConfig
+
+    t_start = time.perf_counter()
+    record = dict(record or {})
+    timings: dict[str, float] = {}
+    stage = "harvest"
+    if work_dir:
+        os.makedirs(work_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f"xsa-{obsid}-", dir=work_dir or None)
+    try:
+        t0 = time.perf_counter()
+        harvest = harvest_stage(
+            obsid, tmp, settings=archive, exposure_id=record.get("exposure_id") or None
+        )
+        timings["harvest_s"] = time.perf_counter() - t0
+        harvest_time = _utc()
+
+        stage = "events"
+        t0 = time.perf_counter()
+        config = EventsConfig.from_dict(events)
+        proc = events_stage(
+            harvest.products["PIEVLI"], harvest.products.get("FBKTSR"), config=config
+        )
+        timings["events_s"] = time.perf_counter() - t0
+
+        stage = "store"
+        t0 = time.perf_counter()
+        store = _open_store(store_url, storage_options)
+        gtis = np.asarray(proc.clean_gtis, dtype=float).reshape(-1, 2)
+        obs_attrs = {
+            "obsid": obsid,
+            "expidstr": proc.expidstr,
+            "ra_pnt": float(proc.ra_pnt),
+            "dec_pnt": float(proc.dec_pnt),
+            "pa_pnt": float(proc.pa_pnt),
+            "filter": str(proc.filter),
+            "submode": str(proc.submode),
+            "date_obs": str(proc.date_obs),
+            "ontime_s": float(proc.ontime),
+            "clean_gtis": gtis.tolist(),
+            "clean_exposure_s": float(proc.clean_exposure_s),
+            "flare_fraction": float(proc.flare_fraction),
+            "flare_source": str(proc.flare_source),
+            "n_events": int(proc.n_events),
+            "n_screened": int(proc.n_screened),
+            "events_config": config.to_dict(),
+            "pps_version": str(record.get("pps_version", "")),
+            "pps_proc_date": str(record.get("pps_proc_date", "")),
+            "harvest_status": str(harvest.status),
+            "harvest_time": harvest_time,
+            "software_version": __version__,
+        }
+        images = [im for im in proc.slices]
+        store.begin_observation(obsid, attrs=obs_attrs)
+        slice_rows: list[dict[str, Any]] = []
+        for im in images:
+            sid = slice_id_of(im)
+            if im.grid.name != "1x":
+                sid = f"{sid}_{im.grid.name}"
+            im_gtis = np.asarray(im.gtis, dtype=float).reshape(-1, 2)
+            in_mask = np.asarray(im.mask, dtype=bool)
+            counts = np.asarray(im.counts)
+            attrs = {
+                "obsid": obsid,
+                "expidstr": im.expidstr,
+                "length_ks": None if im.length_ks is None else float(im.length_ks),
+                "n_slices": int(im.n_slices),
+                "index": int(im.index),
+                "gtis": im_gtis.tolist(),
+                "grid": im.grid.name,
+                "grid_binsize": float(im.grid.binsize),
+                "band_eV": [int(im.band[0]), int(im.band[1])],
+                "expression": str(im.expression),
+                "ra_pnt": float(proc.ra_pnt),
+                "dec_pnt": float(proc.dec_pnt),
+                "pa_pnt": float(proc.pa_pnt),
+                "filter": str(proc.filter),
+                "submode": str(proc.submode),
+                "date_obs": str(proc.date_obs),
+                "pps_version": str(record.get("pps_version", "")),
+            }
+            path = store.write_slice_input(
+                obsid, sid, counts=counts, exposure_s=float(im.exposure_s), mask=in_mask,
+                attrs=attrs,
+            )
+            slice_rows.append(
+                {
+                    "obsid": obsid,
+                    "expidstr": im.expidstr,
+                    "slice_id": sid,
+                    "length_ks": 0 if im.length_ks is None else int(round(float(im.length_ks))),
+                    "n_slices": int(im.n_slices),
+                    "index": int(im.index),
+                    "start": float(im_gtis[0, 0]) if len(im_gtis) else float("nan"),
+                    "stop": float(im_gtis[-1, 1]) if len(im_gtis) else float("nan"),
+                    "exposure": float(im.exposure_s),
+                    "counts": int(counts[in_mask].sum()),
+                    "band": f"{int(im.band[0])}-{int(im.band[1])} eV",
+                    "store_path": path,
+                }
+            )
+        store.finish_observation(obsid)
+        timings["write_s"] = time.perf_counter() - t0
+        status, reason = "ok", ""
+        if not [r for r in slice_rows if r["length_ks"] > 0]:
+            status = "skipped"
+            reason = (
+                f"clean exposure {proc.clean_exposure_s / 1000:.1f} ks is shorter than one "
+                f"{config.slice_unit_ks:g} ks slice"
+            )
+        obs_row = {
+            "obsid": obsid,
+            "expidstr": proc.expidstr,
+            "ra_pnt": float(proc.ra_pnt),
+            "dec_pnt": float(proc.dec_pnt),
+            "pa_pnt": float(proc.pa_pnt),
+            "filter": str(proc.filter),
+            "submode": str(proc.submode),
+            "date_obs": str(proc.date_obs),
+            "ontime": float(proc.ontime),
+            "clean_exposure": float(proc.clean_exposure_s),
+            "flare_fraction": float(proc.flare_fraction),
+            "n_slices": len(slice_rows),
+            "pps_version": str(record.get("pps_version", "")),
+            "pps_proc_date": str(record.get("pps_proc_date", "")),
+            "harvest_status": str(harvest.status),
+            "harvest_time": harvest_time,
+            "status": status,
+            "reason": reason,
+            "store_path": store.observation_path(obsid),
+        }
+        timings["total_s"] = time.perf_counter() - t_start
+        return ObservationOutcome(
+            obsid=obsid, status=status, stage="events" if status == "skipped" else "store",
+            reason=reason, observation=obs_row, slices=slice_rows, timings=timings,
+            worker=_worker_name(),
+        )
+    except Exception as exc:  # noqa: BLE001 - one bad observation never stops the batch
+        if not isinstance(exc, XsaError):
+            logger.error("observation %s: unexpected error in %s:\n%s", obsid, stage,
+                         traceback.format_exc())
+        timings["total_s"] = time.perf_counter() - t_start
+        return ObservationOutcome(
+            obsid=obsid, status="failed", stage=stage, reason=_reason(exc), timings=timings,
+            worker=_worker_name(),
+        )
+    finally:
+        if not keep_downloads:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _utc() -> str:
+    from xsa_enhance.store import utcnow
+
+    return utcnow()
+
+
+def cached_model(model_ref: str, sha256: str, *, device: str | None = None) -> Any:
+    """Load a model once per worker process (cache keyed by name and weights sha256).
+
+    Parameters
+    ----------
+    model_ref : str
+        Registry name or weight file path.
+    sha256 : str
+        Digest the driver resolved; the loaded weights must match it.
+    device : str, optional
+        Torch device.
+    """
+    from xsa_enhance.errors import InputFileError
+    from xsa_enhance.models import load_model
+
+    key = (model_ref, sha256)
+    with _MODEL_LOCK:
+        model = _MODEL_CACHE.get(key)
+        if model is None:
+            model = load_model(model_ref, device=device)
+            if model.sha256.lower() != sha256.lower():
+                raise InputFileError(
+                    model_ref,
+                    f"weights changed during the run (sha256 {model.sha256}, expected {sha256})",
+                )
+            _MODEL_CACHE[key] = model
+            logger.info("loaded model %s (%s) on %s", model.name, sha256[:12], _worker_name())
+    return model
+
+
+def clear_model_cache() -> None:
+    """Forget the models loaded in this process."""
+    with _MODEL_LOCK:
+        _MODEL_CACHE.clear()
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def product_task(
+    obsid: str,
+    slice_id: str,
+    *,
+    store_url: str,
+    storage_options: dict[str, Any] | None = None,
+    model_ref: str,
+    model_sha256: str,
+    clamp: str,
+    stretch: str | None = None,
+    device: str | None = None,
+    torch_threads: int = 1,
+) -> ProductOutcome:
+    """Enhance one stored slice image with one model and clamp mode and store the product.
+
+    Parameters
+    ----------
+    obsid, slice_id : str
+        The input slice (written by :func:`observation_task`).
+    store_url : str
+        Product store.
+    storage_options : dict, optional
+        fsspec options of the store.
+    model_ref : str
+        Registry name or weight file path.
+    model_sha256 : str
+        Digest of the weights the driver resolved.
+    clamp : str
+        Clamp mode.
+    stretch : str, optional
+        Stretch override.
+    device : str, optional
+        Torch device (default: CUDA when available).
+    torch_threads : int
+        Torch CPU threads (the same in every executor, so results are identical).
+
+    Returns
+    -------
+    ProductOutcome
+    """
+    import torch
+
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    name = model_ref
+    try:
+        torch.set_num_threads(int(torch_threads))
+        device = device or _default_device()
+        t0 = time.perf_counter()
+        model = cached_model(model_ref, model_sha256, device=device)
+        name = model.name
+        timings["load_s"] = time.perf_counter() - t0
+        store = _open_store(store_url, storage_options)
+        t0 = time.perf_counter()
+        data = store.read_slice_input(obsid, slice_id)
+        exposure_s = float(data.attrs["exposure_s"])
+        timings["read_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = enhance_stage(
+            data.counts, exposure_s, data.mask, model, clamp=clamp, stretch=stretch, device=device
+        )
+        timings["enhance_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        provenance = {k: v for k, v in dict(out.attrs).items()}
+        src = data.attrs
+        attrs = {
+            **provenance,
+            "model": model.name,
+            "kind": model.kind,
+            "weights_sha256": model.sha256,
+            "clamp_mode": clamp,
+            "stretch": str(provenance.get("stretch", stretch or model.stretch)),
+            "input_slice": store.input_path(obsid, slice_id),
+            "input_exposure_s": exposure_s,
+            "output_exposure_s": float(out.exposure_s),
+            "grid": out.grid.name if out.grid is not None else f"{model.factor}x",
+            "expression": src.get("expression", ""),
+            "band_eV": src.get("band_eV"),
+            "gtis": src.get("gtis"),
+            "ra_pnt": src.get("ra_pnt"),
+            "dec_pnt": src.get("dec_pnt"),
+            "pa_pnt": src.get("pa_pnt"),
+            "software_version": __version__,
+            "caveats": list(CAVEATS),
+        }
+        path = store.write_product(
+            obsid, slice_id, model=model.name, clamp=clamp, counts=out.counts, mask=out.mask,
+            attrs=attrs,
+        )
+        timings["write_s"] = time.perf_counter() - t0
+        out_mask = np.asarray(out.mask, dtype=bool)
+        in_mask = np.asarray(data.mask, dtype=bool)
+        clamp_value = provenance.get("clamp_value", float("nan"))
+        try:
+            clamp_value = float(clamp_value)
+        except (TypeError, ValueError):
+            clamp_value = float("nan")
+        row = {
+            "obsid": obsid,
+            "expidstr": str(src.get("expidstr", "")),
+            "slice_id": slice_id,
+            "length_ks": int(round(float(src.get("length_ks") or 0))),
+            "model": model.name,
+            "kind": model.kind,
+            "weights_sha256": model.sha256,
+            "clamp_mode": clamp,
+            "clamp_value": clamp_value,
+            "stretch": attrs["stretch"],
+            "grid": attrs["grid"],
+            "input_counts": float(np.asarray(data.counts, dtype=float)[in_mask].sum()),
+            "output_counts": float(np.asarray(out.counts, dtype=float)[out_mask].sum()),
+            "output_exposure": float(out.exposure_s),
+            "store_path": path,
+            "software_version": __version__,
+        }
+        timings["total_s"] = time.perf_counter() - t_start
+        return ProductOutcome(
+            obsid=obsid, slice_id=slice_id, model=name, clamp=clamp, status="ok", product=row,
+            timings=timings, worker=_worker_name(),
+        )
+    except Exception as exc:  # noqa: BLE001 - recorded, the batch goes on
+        if not isinstance(exc, XsaError):
+            logger.error("product %s/%s %s: unexpected error:\n%s", obsid, slice_id, model_ref,
+                         traceback.format_exc())
+        timings["total_s"] = time.perf_counter() - t_start
+        return ProductOutcome(
+            obsid=obsid, slice_id=slice_id, model=name, clamp=clamp, status="failed",
+            reason=_reason(exc), timings=timings, worker=_worker_name(),
+        )
