@@ -132,8 +132,8 @@ def simulate_products(out_dir: Path, obs: StandinObservation) -> list[Path]:
             # exposure is lost and >= 20 ks stay clean.
             t0 = float((Time(date_obs, format="isot", scale="utc").tt.mjd - MJDREF) * 86400.0)
             span = exp.duration
-            flare_list = (Flare(t_peak=t0 + 0.3 * span, width_s=800.0, peak_rate=40.0),
-                          Flare(t_peak=t0 + 0.75 * span, width_s=800.0, peak_rate=25.0))
+            flare_list = (Flare(t_peak=t0 + 0.3 * span, width_s=800.0, peak_rate=6.0),
+                          Flare(t_peak=t0 + 0.75 * span, width_s=800.0, peak_rate=4.0))
         sim = simulate_observation(
             work, obsid=obs.obsid, exposure_ks=exp.duration / 1000.0,
             seed=obs.seed + k, flares=True, with_fbktsr=not timing and k == 0,
