@@ -77,7 +77,7 @@ def test_enhance_sr_writes_fits_png_and_wcs(tmp_path, weights):
         ra_out, dec_out = w_out.all_pix2world([[2 * i - 0.5, 2 * j - 0.5]], 1)[0]
         assert ra_out == pytest.approx(ra_in, abs=1e-9) and dec_out == pytest.approx(dec_in,
                                                                                   abs=1e-9)
-    scales = [float(v) for v in w_out.proj_plane_pixel_scales()]
+    scales = [float(getattr(v, "value", v)) for v in w_out.proj_plane_pixel_scales()]
     assert scales == pytest.approx([2 / 3600, 2 / 3600])
     png = plt_read(tmp_path / "o.png")
     assert png.shape[1] > png.shape[0] > 100  # two panels side by side
