@@ -13,6 +13,7 @@ A schema's *name* is its file name without ``.schema.json`` / ``.json``
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -96,7 +97,22 @@ def available_schemas(*, directory: str | os.PathLike[str] | None = None) -> dic
     return {schema_name(p): p for p in files}
 
 
+_CACHE: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
 def _read_json(path: Path) -> dict[str, Any]:
+    """Read a schema file (cached on path, size and modification time; a copy is returned)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read schema: {exc.strerror or exc}") from exc
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _CACHE:
+        _CACHE[key] = _parse_json(path)
+    return copy.deepcopy(_CACHE[key])
+
+
+def _parse_json(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
