@@ -274,9 +274,11 @@ def run_pipeline(
         st.status, st.stage, st.reason = "skipped", "select", reason
         finish(st)
 
-    if config.force and records:
-        removed = store.remove_observations(sorted(records))
-        logger.info("--force: removed %d catalog rows of %d observations", removed, len(records))
+    redo = sorted(records) if config.force else _reprocessed(store, records)
+    if redo:
+        removed = store.remove_observations(redo)
+        why = "--force" if config.force else "new PPS products"
+        logger.info("%s: removed %d catalog rows of %d observations", why, removed, len(redo))
 
     obs_cat = store.catalog("observations")
     done_obs = {k[0]: None for k in obs_cat.keys()}
@@ -402,6 +404,22 @@ def run_pipeline(
         })
         store.consolidate()
     return summary
+
+
+def _reprocessed(store: ProductStore, records: dict[str, dict[str, Any]]) -> list[str]:
+    """Observations in the store whose PPS products were reprocessed since they were stored."""
+    table = store.catalog("observations").read()
+    out = []
+    for row in table:
+        rec = records.get(str(row["obsid"]))
+        if rec is None:
+            continue
+        new = (str(rec.get("pps_version", "")), str(rec.get("pps_proc_date", "")))
+        old = (str(row["pps_version"]), str(row["pps_proc_date"]))
+        if all(new) and new != old:
+            logger.info("%s: PPS %s of %s replaces %s of %s", row["obsid"], new[0], new[1], *old)
+            out.append(str(row["obsid"]))
+    return out
 
 
 def _handle_observation(

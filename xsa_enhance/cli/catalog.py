@@ -1,0 +1,101 @@
+"""``xsa-enhance catalog query`` and ``xsa-enhance export``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from xsa_enhance.cli.common import UserError
+
+__all__ = ["catalog_group", "export_cmd"]
+
+
+@click.group("catalog")
+def catalog_group() -> None:
+    """Query the catalogs of a product store."""
+
+
+@catalog_group.command("query")
+@click.option("--store", required=True, help="Product store (path or fsspec URL).")
+@click.option("--catalog", "which", type=click.Choice(["products", "slices", "observations", "runs"]),
+              default="products", show_default=True, help="Which catalog.")
+@click.option("--cone", type=(float, float, float), default=None, metavar="RA DEC RADIUS",
+              help="Observations pointed within RADIUS degrees of RA, DEC.")
+@click.option("--obsid", "obsids", multiple=True, help="Observation id (repeatable).")
+@click.option("--exposure", "exposure_ks", type=float, default=None,
+              help="Slice exposure in ks (slices, products).")
+@click.option("--model", default=None, help="Model name (products).")
+@click.option("--clamp", default=None, help="Clamp mode (products).")
+@click.option("--since", default=None, help="Rows committed at or after this UTC date.")
+@click.option("--status", default=None, help="ok / failed / skipped (observations, runs).")
+@click.option("--format", "fmt",
+              type=click.Choice(["table", "csv", "json", "votable", "fits", "parquet"]),
+              default="table", show_default=True, help="Output format.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of standard output.")
+def query_cmd(
+    store: str,
+    which: str,
+    cone: tuple[float, float, float] | None,
+    obsids: tuple[str, ...],
+    exposure_ks: float | None,
+    model: str | None,
+    clamp: str | None,
+    since: str | None,
+    status: str | None,
+    fmt: str,
+    output: Path | None,
+) -> None:
+    """Select catalog rows and print or write them (table, csv, json, votable, fits, parquet)."""
+    from xsa_enhance.store.query import format_table, query_catalog
+
+    table = query_catalog(
+        store, catalog=which, cone=cone, obsid=list(obsids) or None, exposure_ks=exposure_ks,
+        model=model, clamp=clamp, since=since, status=status,
+    )
+    data = format_table(table, fmt)
+    if output is not None:
+        output.write_bytes(data) if isinstance(data, bytes) else output.write_text(data)
+        click.echo(f"{len(table)} rows written to {output}", err=True)
+        return
+    if isinstance(data, bytes):
+        if sys.stdout.isatty():
+            raise UserError(f"--format {fmt} is binary: use --output FILE or a pipe")
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        click.echo(data, nl=False)
+
+
+@click.command("export")
+@click.option("--store", required=True, help="Product store (path or fsspec URL).")
+@click.option("--obsid", required=True, help="Observation id.")
+@click.option("--slice", "slices", multiple=True,
+              help="Slice id (S003_020ks_000) or length in ks (20); repeatable [all].")
+@click.option("--model", "models", multiple=True, help="Model name (repeatable) [all].")
+@click.option("--fits", "fits_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write FITS images with the sky WCS into this folder.")
+@click.option("--png", "png_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write quicklook PNGs into this folder.")
+def export_cmd(
+    store: str,
+    obsid: str,
+    slices: tuple[str, ...],
+    models: tuple[str, ...],
+    fits_dir: Path | None,
+    png_dir: Path | None,
+) -> None:
+    """Export the slice images and enhanced products of one observation."""
+    from xsa_enhance.store.export import export_fits, export_png
+
+    if fits_dir is None and png_dir is None:
+        raise UserError("give --fits DIR and/or --png DIR")
+    kwargs = {"slices": list(slices) or None, "models": list(models) or None}
+    if fits_dir is not None:
+        files = export_fits(store, obsid, fits_dir, **kwargs)
+        click.echo(f"{len(files)} FITS images in {fits_dir}")
+    if png_dir is not None:
+        files = export_png(store, obsid, png_dir, **kwargs)
+        click.echo(f"{len(files)} quicklook PNGs in {png_dir}")

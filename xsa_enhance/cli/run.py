@@ -1,0 +1,212 @@
+"""``xsa-enhance run``: the batch pipeline from the command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from xsa_enhance.cli.common import UserError
+
+__all__ = ["run_cmd", "ProgressPrinter", "build_config"]
+
+logger = logging.getLogger(__name__)
+
+
+class ProgressPrinter:
+    """Progress of a run: a live tqdm bar on a terminal, otherwise a line per observation."""
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._last_done = -1
+
+    def __call__(self, state: Any) -> None:  # noqa: D102 - callback
+        if not self.enabled:
+            return
+        total = state.observations_total + state.products_total
+        done = state.observations_done + state.products_done
+        postfix = (
+            f"obs {state.observations_done}/{state.observations_total} "
+            f"slices {state.slices_done} products {state.products_done}/{state.products_total} "
+            f"skipped {state.skipped} failed {state.failures}"
+        )
+        if sys.stderr.isatty():
+            if self._bar is None:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=total, desc="xsa-enhance run", file=sys.stderr,
+                                 unit="task", dynamic_ncols=True)
+            self._bar.total = total
+            self._bar.n = done
+            self._bar.set_postfix_str(postfix, refresh=True)
+        elif state.observations_done != self._last_done and state.message:
+            click.echo(f"[{done}/{total}] {state.message}; {postfix}", err=True)
+        self._last_done = state.observations_done
+
+    def close(self) -> None:
+        """Close the bar."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def build_config(
+    *,
+    pipeline: Path | None,
+    overrides: dict[str, Any],
+) -> Any:
+    """A :class:`~xsa_enhance.pipeline.PipelineConfig` from a file plus command-line values."""
+    from xsa_enhance.pipeline import PipelineConfig, load_pipeline
+
+    cfg = load_pipeline(pipeline) if pipeline is not None else PipelineConfig()
+    return cfg.with_overrides(**overrides)
+
+
+def _print_dashboard(executor: Any) -> None:
+    link = getattr(executor, "dashboard_link", None)
+    if link:
+        click.echo(f"Dask dashboard: {link}", err=True)
+    n = getattr(executor, "n_workers", None)
+    if n:
+        click.echo(f"Dask workers: {n}", err=True)
+
+
+@click.command("run")
+@click.option("--pipeline", "pipeline", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Pipeline file (pipelines/*.yaml); options below override it.")
+@click.option("--store", default=None, help="Product store: a path or an fsspec URL.")
+@click.option("--tap-url", default=None, help="TAP service (default: the real XSA).")
+@click.option("--aio-url", default=None, help="AIO download URL (default: the real XSA).")
+@click.option("--credentials", "credentials_file", default=None,
+              help="ini file with an [xmm_newton] section for proprietary data.")
+@click.option("--obsid", "obsids", multiple=True, help="Observation id (repeatable).")
+@click.option("--min-duration", type=click.FloatRange(0), default=None,
+              help="Shortest pn exposure to select, ks [20].")
+@click.option("--cone", type=(float, float, float), default=None, metavar="RA DEC RADIUS",
+              help="Pointings within RADIUS degrees of RA, DEC.")
+@click.option("--since", default=None,
+              help="Only PPS processed since this UTC date, or 'last-successful-run'.")
+@click.option("--max-observations", type=click.IntRange(1), default=None,
+              help="Process at most this many observations.")
+@click.option("--model", "models", multiple=True,
+              help="Model name or weight file (repeatable) [xmm-superres-v1, xmm-denoise-v1].")
+@click.option("--clamp", "clamps", multiple=True,
+              help="Clamp mode: constant, quantile[:q], none (repeatable) [constant].")
+@click.option("--slice-length", "slice_lengths", multiple=True, type=click.FloatRange(min=0, min_open=True),
+              help="Slice exposure (ks) to enhance (repeatable) [20].")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Workers of the embedded LocalCluster [one per core].")
+@click.option("--scheduler-address", default=None, help="Join this Dask scheduler.")
+@click.option("--scheduler-file", default=None, type=click.Path(dir_okay=False),
+              help="Join the Dask scheduler described by this file.")
+@click.option("--jobqueue", type=click.Choice(["slurm", "pbs"]), default=None,
+              help="Start an adaptive dask-jobqueue cluster from deploy/jobqueue/.")
+@click.option("--jobqueue-profile", type=click.Choice(["cpu", "gpu"]), default=None,
+              help="Worker profile of the jobqueue cluster [cpu].")
+@click.option("--in-process", "in_process", is_flag=True,
+              help="No Dask: run every task in this process (debugging).")
+@click.option("--work-dir", default=None, help="Parent of the per-task temporary folders.")
+@click.option("--force", is_flag=True, help="Redo observations already in the store.")
+@click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the run summary as JSON.")
+@click.option("--strict", is_flag=True, help="Exit with status 1 when an observation failed.")
+def run_cmd(
+    pipeline: Path | None,
+    store: str | None,
+    tap_url: str | None,
+    aio_url: str | None,
+    credentials_file: str | None,
+    obsids: tuple[str, ...],
+    min_duration: float | None,
+    cone: tuple[float, float, float] | None,
+    since: str | None,
+    max_observations: int | None,
+    models: tuple[str, ...],
+    clamps: tuple[str, ...],
+    slice_lengths: tuple[float, ...],
+    workers: int | None,
+    scheduler_address: str | None,
+    scheduler_file: str | None,
+    jobqueue: str | None,
+    jobqueue_profile: str | None,
+    in_process: bool,
+    work_dir: str | None,
+    force: bool,
+    summary_json: Path | None,
+    strict: bool,
+) -> None:
+    """Harvest, screen, slice, bin and enhance observations into a Zarr product store.
+
+    Observations already in the store are skipped (only missing products are made); a run
+    that was killed resumes where it stopped. Failed observations are recorded in the
+    store's runs catalog with the reason and do not stop the batch.
+    """
+    from xsa_enhance.pipeline import run_pipeline
+
+    chosen = [bool(scheduler_address), bool(scheduler_file), bool(jobqueue), in_process]
+    if sum(chosen) > 1:
+        raise UserError(
+            "choose one of --scheduler-address, --scheduler-file, --jobqueue and --in-process"
+        )
+    if workers is not None and any(chosen):
+        raise UserError("--workers sizes the embedded LocalCluster only")
+    if pipeline is None and store is None:
+        raise UserError("give --store PATH (or a --pipeline file that names the store)")
+    executor: dict[str, Any] = {}
+    if scheduler_address:
+        executor = {"kind": "address", "scheduler_address": scheduler_address}
+    elif scheduler_file:
+        executor = {"kind": "scheduler-file", "scheduler_file": scheduler_file}
+    elif jobqueue:
+        executor = {"kind": "jobqueue", "jobqueue_system": jobqueue,
+                    "jobqueue_profile": jobqueue_profile}
+    elif in_process:
+        executor = {"kind": "inprocess"}
+    elif workers is not None:
+        executor = {"kind": "local", "workers": workers}
+    overrides: dict[str, Any] = {
+        "store": store,
+        "work_dir": work_dir,
+        "force": True if force else None,
+        "archive": {"tap_url": tap_url, "aio_url": aio_url, "credentials_file": credentials_file},
+        "selection": {
+            "obsids": tuple(obsids) or None,
+            "min_duration_ks": min_duration,
+            "cone": cone,
+            "since": since,
+            "max_observations": max_observations,
+        },
+        "enhance": {
+            "models": tuple(models) or None,
+            "clamps": tuple(clamps) or None,
+            "slice_lengths_ks": tuple(slice_lengths) or None,
+        },
+        "executor": executor or None,
+    }
+    config = build_config(pipeline=pipeline, overrides=overrides)
+    # validate the merged configuration like a file
+    from xsa_enhance.pipeline import PipelineConfig
+
+    config = PipelineConfig.from_dict(config.to_dict(), source="command line")
+    printer = ProgressPrinter()
+    try:
+        summary = run_pipeline(config, progress=printer, on_executor=_print_dashboard)
+    finally:
+        printer.close()
+    click.echo(summary.format())
+    if summary_json is not None:
+        summary_json.write_text(json.dumps(summary_to_dict(summary), indent=1) + "\n")
+    if strict and summary.count("failed"):
+        raise SystemExit(1)
+
+
+def summary_to_dict(summary: Any) -> dict[str, Any]:
+    """A JSON-ready mapping of a :class:`~xsa_enhance.pipeline.RunSummary`."""
+    from dataclasses import asdict
+
+    return asdict(summary)
