@@ -62,3 +62,11 @@ from xsa_enhance.cli.archive import archive_group, harvest_cmd  # noqa: E402
 
 main.add_command(archive_group)
 main.add_command(harvest_cmd)
+from xsa_enhance.cli.run import run_cmd  # noqa: E402
+from xsa_enhance.cli.catalog import catalog_group, export_cmd  # noqa: E402
+from xsa_enhance.cli.demo import demo_cmd  # noqa: E402
+
+main.add_command(run_cmd)
+main.add_command(catalog_group)
+main.add_command(export_cmd)
+main.add_command(demo_cmd)
