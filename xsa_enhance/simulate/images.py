@@ -1,0 +1,372 @@
+"""Image-level simulation: Poisson count images of the field components on the DET grids.
+
+The training pairs of the paper are images, not event lists, so they are made directly on the
+image grids (much faster than events, same instrument model):
+
+* the *intrinsic* component (extended source or AGN) is a rate image on the 2x grid,
+  multiplied by the vignetting at the true positions;
+* the *input* (1x grid): rebinned to 4" pixels, convolved with the full PSF, multiplied by the
+  fraction of each pixel covered by good detector pixels (the mask), times the exposure, and
+  Poisson-sampled;
+* the SR *target* (2x grid): convolved with the PSF with every length halved, multiplied by
+  the 2x mask coverage, times the target exposure, Poisson-sampled, no background;
+* the DN *target* (1x grid): as the input with the longer exposure (an independent draw).
+
+The PSF is the on-axis 1 keV PSF everywhere (no off-axis or energy dependence at image
+level; the event simulator has both). Background images are the expected particle + sky rate
+(:func:`xsa_enhance.instrument.background.background_rate_map`), scaled per sample by random
+factors (particle 0.7-1.5, sky 0.7-1.3), Poisson-sampled.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import scipy.fft as sfft
+
+from xsa_enhance.instrument.background import PARTICLE_RATE, SKY_RATE, background_rate_map
+from xsa_enhance.instrument.grid import GRID_1X, GRID_2X, DetGrid
+from xsa_enhance.instrument.mask import detector_mask, mask_coverage
+from xsa_enhance.instrument.psf import PSF_HANDBOOK, KingPSF, psf_kernel
+from xsa_enhance.instrument.vignetting import vignetting_map
+from xsa_enhance.simulate.sources import draw_agn, draw_extended
+
+__all__ = [
+    "COMPONENTS",
+    "KINDS",
+    "ComponentPair",
+    "ImageConfig",
+    "PointSourceGrid",
+    "config_for_kind",
+    "render_point_sources",
+    "simulate_component",
+    "simulate_point_source_grid",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Components simulated separately and summed at load time.
+COMPONENTS: tuple[str, ...] = ("extended", "agn", "background")
+#: Kinds of training set.
+KINDS: tuple[str, ...] = ("sr", "dn")
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """What an input/target pair is.
+
+    Parameters
+    ----------
+    kind : str
+        ``"sr"`` (super-resolution) or ``"dn"`` (de-noising).
+    input_exposure_s, target_exposure_s : float
+        Exposures of input and target.
+    factor : int
+        Target pixels per input pixel and axis (2 for SR, 1 for DN).
+    target_background : bool
+        Whether targets contain background (DN yes, SR no).
+    psf : KingPSF
+        Input PSF; the target PSF is it scaled by ``1 / factor``.
+    """
+
+    kind: str
+    input_exposure_s: float
+    target_exposure_s: float
+    factor: int
+    target_background: bool
+    psf: KingPSF = PSF_HANDBOOK
+
+    @property
+    def target_grid(self) -> DetGrid:
+        """Grid of the targets."""
+        return GRID_2X if self.factor == 2 else GRID_1X
+
+    @property
+    def target_psf(self) -> KingPSF:
+        """PSF of the targets."""
+        return self.psf.with_scale(1.0 / self.factor)
+
+
+def config_for_kind(kind: str, *, psf: KingPSF = PSF_HANDBOOK) -> ImageConfig:
+    """The paper's configuration: SR 20 ks -> 100 ks at 2x without background; DN 20 -> 50 ks."""
+    if kind == "sr":
+        return ImageConfig("sr", 20000.0, 100000.0, 2, False, psf)
+    if kind == "dn":
+        return ImageConfig("dn", 20000.0, 50000.0, 1, True, psf)
+    raise ValueError(f"unknown training-set kind {kind!r}; expected 'sr' or 'dn'")
+
+
+@dataclass
+class ComponentPair:
+    """One simulated component: Poisson counts of input and target, and what was drawn."""
+
+    input: np.ndarray
+    target: np.ndarray | None
+    meta: dict = field(default_factory=dict)
+
+
+@lru_cache(maxsize=8)
+def _kernel_fft(psf: KingPSF, pixel_arcsec: float, shape: tuple[int, int]) -> tuple:
+    k = psf_kernel(psf, pixel_arcsec=pixel_arcsec)
+    r = k.shape[0] // 2
+    fshape = (sfft.next_fast_len(shape[0] + 2 * r, real=True),
+              sfft.next_fast_len(shape[1] + 2 * r, real=True))
+    kf = sfft.rfft2(k.astype(np.float32), s=fshape)
+    return kf, fshape, r
+
+
+def _convolve(image: np.ndarray, psf: KingPSF, pixel_arcsec: float) -> np.ndarray:
+    kf, fshape, r = _kernel_fft(psf, float(pixel_arcsec), image.shape)
+    out = sfft.irfft2(sfft.rfft2(image.astype(np.float32), s=fshape) * kf, s=fshape)
+    out = out[r:r + image.shape[0], r:r + image.shape[1]].astype(np.float64)
+    return np.maximum(out, 0.0)
+
+
+@lru_cache(maxsize=4)
+def _maps(grid: DetGrid) -> tuple[np.ndarray, np.ndarray]:
+    v = vignetting_map(grid)
+    c = mask_coverage(grid)
+    v.setflags(write=False)
+    c.setflags(write=False)
+    return v, c
+
+
+def _rebin2(img: np.ndarray) -> np.ndarray:
+    ny, nx = img.shape
+    return img.reshape(ny // 2, 2, nx // 2, 2).sum(axis=(1, 3))
+
+
+def _observe_intrinsic(
+    rng: np.random.Generator, rate2x: np.ndarray, config: ImageConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Input and target counts of an intrinsic (vignetted) rate image on the 2x grid."""
+    _, cov1 = _maps(GRID_1X)
+    inp = _convolve(_rebin2(rate2x), config.psf, GRID_1X.pixel_arcsec) * cov1
+    inp_counts = rng.poisson(inp * config.input_exposure_s)
+    if config.factor == 2:
+        _, cov2 = _maps(GRID_2X)
+        tgt = _convolve(rate2x, config.target_psf, GRID_2X.pixel_arcsec) * cov2
+    else:
+        tgt = inp
+    tgt_counts = rng.poisson(tgt * config.target_exposure_s)
+    return inp_counts.astype(np.float32), tgt_counts.astype(np.float32)
+
+
+def simulate_component(
+    component: str, rng: np.random.Generator, config: ImageConfig
+) -> ComponentPair:
+    """Simulate one sample of a component.
+
+    Parameters
+    ----------
+    component : str
+        ``"extended"``, ``"agn"`` or ``"background"``.
+    rng : numpy.random.Generator
+        Random generator (one per sample for reproducibility).
+    config : ImageConfig
+        Kind and exposures.
+
+    Returns
+    -------
+    ComponentPair
+        ``target`` is None for the SR background (targets have no background: zeros).
+    """
+    v2, _ = _maps(GRID_2X)
+    if component == "extended":
+        src = draw_extended(rng, grid=GRID_1X, reference_exposure_s=config.input_exposure_s)
+        rate2x = src.rate_image(GRID_2X) * v2
+        inp, tgt = _observe_intrinsic(rng, rate2x, config)
+        meta = {"kind": src.kind, **{k: (float(v) if isinstance(v, (float, np.floating)) else v)
+                                      for k, v in src.params.items()}}
+        return ComponentPair(inp, tgt, meta)
+    if component == "agn":
+        agn = draw_agn(rng, grid=GRID_1X)
+        ix, iy = GRID_2X.pixel_index(agn.detx, agn.dety)
+        ok = (ix >= 0) & (ix < GRID_2X.nx) & (iy >= 0) & (iy < GRID_2X.ny)
+        rate2x = np.zeros(GRID_2X.shape)
+        np.add.at(rate2x, (iy[ok], ix[ok]), agn.rate[ok])
+        rate2x *= v2
+        inp, tgt = _observe_intrinsic(rng, rate2x, config)
+        meta = {"n_sources": int(len(agn)), "absorption": float(agn.absorption),
+                "total_rate": float(agn.rate.sum())}
+        return ComponentPair(inp, tgt, meta)
+    if component == "background":
+        fp = float(rng.uniform(0.7, 1.5))
+        fs = float(rng.uniform(0.7, 1.3))
+        rate = background_rate_map(GRID_1X, particle_rate=PARTICLE_RATE * fp,
+                                   sky_rate=SKY_RATE * fs)
+        inp = rng.poisson(rate * config.input_exposure_s).astype(np.float32)
+        tgt = None
+        if config.target_background:
+            tgt = rng.poisson(rate * config.target_exposure_s).astype(np.float32)
+        return ComponentPair(inp, tgt, {"particle_factor": fp, "sky_factor": fs})
+    raise ValueError(f"unknown component {component!r}; expected one of {COMPONENTS}")
+
+
+def render_point_sources(
+    grid: DetGrid,
+    detx: np.ndarray,
+    dety: np.ndarray,
+    rates: np.ndarray,
+    *,
+    psf: KingPSF = PSF_HANDBOOK,
+    radius_arcsec: float = 120.0,
+    oversample: int = 5,
+) -> np.ndarray:
+    """Expected rate image (counts/s per pixel) of point sources, PSF integrated over pixels.
+
+    Each source is rendered on a stamp around it by sub-sampling the (truncated, normalised)
+    King profile ``oversample`` times per pixel and axis at the source's exact sub-pixel
+    position; flux beyond ``radius_arcsec`` is dropped (a fraction ``1 - EE(radius)``).
+
+    Parameters
+    ----------
+    grid : DetGrid
+        Image grid.
+    detx, dety, rates : array
+        Source DET positions and count rates.
+    psf : KingPSF
+        The PSF (with its scale).
+    radius_arcsec : float
+        Stamp radius.
+    oversample : int
+        Sub-samples per pixel and axis.
+    """
+    out = np.zeros(grid.shape)
+    pix = grid.pixel_arcsec
+    half = int(np.ceil(radius_arcsec / pix))
+    sub = (np.arange(oversample) + 0.5) / oversample
+    for x, y, rate in zip(np.atleast_1d(detx), np.atleast_1d(dety), np.atleast_1d(rates)):
+        ix, iy = grid.pixel_index(x, y)
+        ix, iy = int(ix), int(iy)
+        x0, x1 = max(ix - half, 0), min(ix + half + 1, grid.nx)
+        y0, y1 = max(iy - half, 0), min(iy + half + 1, grid.ny)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        xs = grid.x_edge0 + grid.binsize * (np.arange(x0, x1)[:, None] + sub[None, :]).ravel()
+        ys = grid.y_edge0 + grid.binsize * (np.arange(y0, y1)[:, None] + sub[None, :]).ravel()
+        dx = (xs - x) * 0.05
+        dy = (ys - y) * 0.05
+        r = np.hypot(dx[None, :], dy[:, None])
+        dens = psf.profile(r)
+        stamp = dens.reshape(y1 - y0, oversample, x1 - x0, oversample).mean(axis=(1, 3))
+        out[y0:y1, x0:x1] += rate * stamp * pix * pix
+    return out
+
+
+@dataclass(frozen=True)
+class PointSourceGrid:
+    """A lattice of point sources for the PSF test.
+
+    Attributes
+    ----------
+    input_counts : ndarray, shape (411, 403)
+        Poisson counts on the 1x grid (sources + background) for ``input_exposure_s``,
+        multiplied by the detector mask coverage.
+    target_expected : ndarray, shape (822, 806)
+        Noiseless expected counts on the 2x grid (PSF halved, no background) for
+        ``target_exposure_s``.
+    positions : ndarray, shape (n, 2)
+        True ``(y, x)`` positions in 1x pixel coordinates (0-based, pixel centres at integers).
+        On the 2x grid they are at ``2 * p + 0.5``.
+    rates : ndarray, shape (n,)
+        Source count rates (counts/s, on-axis screened 0.5-2 keV, before vignetting).
+    detx, dety : ndarray
+        The same positions in DET units.
+    input_exposure_s, target_exposure_s : float
+    mask : ndarray of bool, shape (411, 403)
+        The 1x detector mask.
+    """
+
+    input_counts: np.ndarray
+    target_expected: np.ndarray
+    positions: np.ndarray
+    rates: np.ndarray
+    detx: np.ndarray
+    dety: np.ndarray
+    input_exposure_s: float
+    target_exposure_s: float
+    mask: np.ndarray
+
+
+def simulate_point_source_grid(
+    *,
+    rates: tuple[float, ...] = (5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2),
+    spacing_px: int = 30,
+    seed: int = 0,
+    input_exposure_s: float = 20000.0,
+    target_exposure_s: float = 100000.0,
+    background: bool = True,
+    vignetting: bool = False,
+    psf: KingPSF = PSF_HANDBOOK,
+    subpixel: bool = True,
+) -> PointSourceGrid:
+    """A grid of point sources: the 1x noisy input and the 2x noiseless target.
+
+    Sources sit on a square lattice (``spacing_px`` 1x pixels apart) inside the detector
+    mask, at random sub-pixel offsets when ``subpixel``; their rates cycle through ``rates``.
+
+    Parameters
+    ----------
+    rates : tuple of float
+        Count rates (counts/s) cycled over the lattice.
+    spacing_px : int
+        Lattice spacing in 1x pixels.
+    seed : int
+        Random seed (sub-pixel offsets, Poisson noise).
+    input_exposure_s, target_exposure_s : float
+        Exposures of input and target.
+    background : bool
+        Add the particle + sky background to the input.
+    vignetting : bool
+        Apply vignetting to the sources (off by default: every source has its nominal rate).
+    psf : KingPSF
+        Input PSF (the target uses it halved).
+    subpixel : bool
+        Random sub-pixel positions.
+
+    Returns
+    -------
+    PointSourceGrid
+    """
+    rng = np.random.default_rng(seed)
+    mask = detector_mask(GRID_1X)
+    ny, nx = GRID_1X.shape
+    pos = []
+    for y in range(spacing_px // 2, ny - spacing_px // 2, spacing_px):
+        for x in range(spacing_px // 2, nx - spacing_px // 2, spacing_px):
+            h = 3
+            if mask[max(y - h, 0):y + h + 1, max(x - h, 0):x + h + 1].all():
+                pos.append((float(y), float(x)))
+    p = np.array(pos, dtype=np.float64).reshape(-1, 2)
+    if subpixel and len(p):
+        p += rng.uniform(-0.5, 0.5, p.shape)
+    r = np.resize(np.asarray(rates, dtype=np.float64), len(p))
+    detx = GRID_1X.x_edge0 + (p[:, 1] + 0.5) * GRID_1X.binsize
+    dety = GRID_1X.y_edge0 + (p[:, 0] + 0.5) * GRID_1X.binsize
+    eff = r.copy()
+    if vignetting:
+        from xsa_enhance.instrument.vignetting import vignetting_det
+
+        eff = eff * vignetting_det(detx, dety)
+    _, cov1 = _maps(GRID_1X)
+    _, cov2 = _maps(GRID_2X)
+    inp = render_point_sources(GRID_1X, detx, dety, eff, psf=psf) * cov1
+    if background:
+        inp = inp + background_rate_map(GRID_1X)
+    tgt = render_point_sources(GRID_2X, detx, dety, eff, psf=psf.with_scale(0.5),
+                               radius_arcsec=60.0) * cov2
+    return PointSourceGrid(
+        input_counts=rng.poisson(inp * input_exposure_s).astype(np.float32),
+        target_expected=tgt * target_exposure_s,
+        positions=p,
+        rates=r,
+        detx=detx,
+        dety=dety,
+        input_exposure_s=float(input_exposure_s),
+        target_exposure_s=float(target_exposure_s),
+        mask=mask,
+    )
