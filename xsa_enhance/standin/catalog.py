@@ -221,7 +221,7 @@ def plan_observations(
             mode = {"extended": "PrimeFullWindowExtended", "timing": "FastTiming"}.get(
                 kind, "PrimeFullWindow")
             exposures = [StandinExposure("EPN", "S003", mode, filt, exp_ks * 1000.0)] + mos
-            if i == 0:
+            if i == 0 and kind == "normal":
                 # A second, short unscheduled pn exposure: its PIEVLI makes the archive
                 # answer name=PIEVLI with a tar of two files, as for many real observations.
                 exposures.append(StandinExposure("EPN", "U002", mode, filt, 5000.0))
