@@ -267,6 +267,7 @@ class ProductStore:
                 if name != "runs":
                     row.setdefault("run_id", run_id)
                     row.setdefault("created", now)
+                cat.check_rows([row])
                 if cat.key:
                     key = tuple(str(row[k]) for k in cat.key)
                     if key in seen:
