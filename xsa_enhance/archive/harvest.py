@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import logging
@@ -126,11 +127,20 @@ def verify_product(path: Path, *, obsid: str | None = None, product: str | None 
     if product is None:
         m = _PPS_RE.match(path.name)
         product = m.group("name") if m else None
+    plain = None
     try:
+        with open(path, "rb") as fh:
+            gz = fh.read(2) == b"\x1f\x8b"
+        if gz:
+            # Decompress once to a scratch file next to it: astropy reading HDU data straight
+            # from a gzip stream re-seeks through it and is several times slower.
+            plain = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.verify")
+            with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 22)
         with warnings.catch_warnings():
             # A damaged file shows as odd header cards first; the checks below decide.
             warnings.simplefilter("ignore")
-            hdul = fits.open(path, memmap=False)
+            hdul = fits.open(plain or path, memmap=True)
         with hdul:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -165,6 +175,9 @@ def verify_product(path: Path, *, obsid: str | None = None, product: str | None 
     except Exception as exc:  # noqa: BLE001 - any read failure means an unusable file
         raise InputFileError(path, f"not a readable FITS file ({type(exc).__name__}: "
                                    f"{' '.join(str(exc).split())[:120]})") from None
+    finally:
+        if plain is not None:
+            plain.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------------------
