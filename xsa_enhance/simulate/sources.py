@@ -312,7 +312,7 @@ def _elliptical_model(rng: np.random.Generator, scale: float) -> tuple[Callable,
 
     def model(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
         r2 = _rotate(dx, dy, ang, q)
-        r = np.sqrt(r2)
+        r = np.sqrt(r2 + (0.1 * re) ** 2)  # cored: no unresolved cusp
         sersic = np.exp(-7.669 * ((r / re) ** 0.25 - 1.0)) / np.exp(7.669)
         return sersic + halo_amp * _beta(r2, halo_rc, 0.5)
 
@@ -364,15 +364,20 @@ def draw_extended(
     cx = 0.5 * (grid.x_edges[0] + grid.x_edges[-1]) + rng.normal(0, 0.05 * width)
     cy = 0.5 * (grid.y_edges[0] + grid.y_edges[-1]) + rng.normal(0, 0.05 * height)
     # Normalise: mean of the central box (5 % of the image side) = k sigma_B per 4" pixel.
-    bx = np.linspace(-0.025 * width, 0.025 * width, 9) * 0.05
-    by = np.linspace(-0.025 * height, 0.025 * height, 9) * 0.05
+    bx = np.linspace(-0.025 * width, 0.025 * width, 21) * 0.05
+    by = np.linspace(-0.025 * height, 0.025 * height, 21) * 0.05
     bxx, byy = np.meshgrid(bx, by)
     box_mean = float(np.mean(model(bxx, byy)))
     # Half the peak too, so that shells and rings (faint centres) are not scaled up hugely.
     px = np.linspace(-0.5 * width, 0.5 * width, 161) * 0.05
     py = np.linspace(-0.5 * height, 0.5 * height, 161) * 0.05
     pxx, pyy = np.meshgrid(px, py)
-    ref = max(box_mean, 0.5 * float(np.max(model(pxx, pyy))), 1e-12)
+    # the core as 4" pixel averages (1" sub-samples): narrow bulges and cusps count as seen
+    fine = np.arange(-42.0, 42.0, 1.0) + 0.5  # 21 pixels, the middle one centred
+    fxx, fyy = np.meshgrid(fine, fine)
+    core = model(fxx, fyy).reshape(21, 4, 21, 4).mean(axis=(1, 3))
+    peak = max(float(np.max(model(pxx, pyy))), float(np.max(core)))
+    ref = max(box_mean, 0.5 * peak, 1e-12)
     k = float(rng.uniform(*brightness_sigma))
     target_per_arcsec2 = k * sigma_b(reference_exposure_s) / 16.0
     norm = target_per_arcsec2 / ref
