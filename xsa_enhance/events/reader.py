@@ -41,6 +41,10 @@ _EXTRA_KEYS = (
 )  # fmt: skip
 
 
+class _Truncated(Exception):
+    """The raw bytes end before the table does."""
+
+
 def _key(headers: list, name: str, default=None):
     for h in headers:
         if name in h:
@@ -64,7 +68,8 @@ def read_event_list(
         ``EVENTS`` columns to load (case-insensitive); ``None`` loads all. ``TIME`` is always
         loaded.
     timings : dict, optional
-        If given, filled with ``read_s`` (opening, decompressing and converting).
+        If given, filled with ``decompress_s`` (reading and gunzipping), ``parse_s`` (FITS
+        headers, checks, column extraction, sorting, GTIs) and their sum ``read_s``.
 
     Returns
     -------
@@ -89,6 +94,7 @@ def read_event_list(
     want = None if columns is None else list(dict.fromkeys(["TIME", *[c.upper() for c in columns]]))
     try:
         raw = _read_bytes(p)
+        t_dec = _time.perf_counter()
         if len(raw) < 2880 or not raw.startswith(b"SIMPLE  ="):
             raise InputFileError(p, "not a FITS file")
         import io
@@ -115,15 +121,22 @@ def read_event_list(
             nrows = int(ev_hdu.header.get("NAXIS2", 0))
             if nrows == 0:
                 raise InputFileError(p, "the event list is empty (no events)")
-            data = ev_hdu.data
-            if data is None or len(data) != nrows:
-                raise InputFileError(p, "EVENTS table is truncated")
-            cols: dict[str, np.ndarray] = {}
-            for c in want:
-                arr = np.asarray(data.field(names[c]))
-                if arr.ndim != 1:
-                    raise InputFileError(p, f"column {c} is not a scalar column")
-                cols[c] = arr.astype(arr.dtype.newbyteorder("="), copy=False)
+            try:
+                fast = _fast_columns(raw, hdul, ev_hdu, want, names, nrows)
+            except _Truncated:
+                raise InputFileError(p, "truncated file: the EVENTS table is incomplete") from None
+            if fast is not None:
+                cols = fast
+            else:
+                data = ev_hdu.data
+                if data is None or len(data) != nrows:
+                    raise InputFileError(p, "EVENTS table is truncated")
+                cols = {}
+                for c in want:
+                    arr = np.asarray(data.field(names[c]))
+                    if arr.ndim != 1:
+                        raise InputFileError(p, f"column {c} is not a scalar column")
+                    cols[c] = arr.astype(arr.dtype.newbyteorder("="), copy=False)
             ccd_gtis = _read_ccd_gtis(p, hdul, fits)
             for w in caught:
                 if "truncat" in str(w.message).lower():
@@ -153,18 +166,52 @@ def read_event_list(
         common = nonempty[k] if common is None else intersect_gtis(common, nonempty[k])
     gtis = normalize_gtis(common)
     if timings is not None:
+        timings["decompress_s"] = t_dec - t0
+        timings["parse_s"] = _time.perf_counter() - t_dec
         timings["read_s"] = _time.perf_counter() - t0
     logger.debug("read %s: %d events, %d CCD GTI tables", p, len(t), len(ccd_gtis))
     return EventList(path=str(p), meta=meta, columns=cols, ccd_gtis=ccd_gtis, gtis=gtis)
 
 
 def _read_bytes(p: Path) -> bytes:
-    with open(p, "rb") as fh:
-        head = fh.read(2)
-    if head == b"\x1f\x8b":
-        with gzip.open(p, "rb") as fh:
-            return fh.read()
-    return p.read_bytes()
+    """The file's bytes, gunzipped when it is gzip (ISA-L's igzip when installed)."""
+    data = p.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            from isal import igzip
+        except ImportError:  # pragma: no cover - isal is a dependency; gzip is the fallback
+            return gzip.decompress(data)
+        return igzip.decompress(data)
+    return data
+
+
+def _fast_columns(raw: bytes, hdul, hdu, want: list[str], names: dict[str, str], nrows: int):
+    """Columns straight from the raw table bytes (big-endian record view), or None.
+
+    Equivalent to astropy's ``data.field`` for plain scalar columns without scaling; about 8x
+    faster because nothing else of the table is converted.
+    """
+    try:
+        idx = hdul.index_of(hdu.name)
+        offset = int(hdul.fileinfo(idx)["datLoc"])
+        dtype = np.dtype(hdu.columns.dtype).newbyteorder(">")
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if dtype.itemsize != int(hdu.header.get("NAXIS1", -1)):
+        return None
+    if len(raw) < offset + dtype.itemsize * nrows:
+        raise _Truncated
+    rec = np.frombuffer(raw, dtype=dtype, count=nrows, offset=offset)
+    out = {}
+    for c in want:
+        col = hdu.columns[names[c]]
+        if col.bzero not in (None, 0) or col.bscale not in (None, 1) or col.dim:
+            return None
+        field = rec[names[c]]
+        if field.ndim != 1 or field.dtype.kind not in "iufb":
+            return None
+        out[c] = field.astype(field.dtype.newbyteorder("="))
+    return out
 
 
 def _check_and_meta(p: Path, headers: list) -> ObservationMeta:
