@@ -342,3 +342,30 @@ def test_verification_checks_structure(tmp_path):
     p.write_bytes(b"<html>hello</html>")
     with pytest.raises(InputFileError, match="not a readable FITS"):
         verify_product(p, obsid="0123456789")
+
+
+def test_credentials_never_logged_printed_or_stored(tmp_path_factory, tmp_path, cwd_guard,
+                                                    monkeypatch, caplog, capsys):
+    import logging
+
+    root = tmp_path_factory.getbasetemp() / "prop-root"
+    secret = "s3cr3t-Pa55"
+    with LocalArchive(root, kinds=["proprietary"], seed=13, producer=minimal_products,
+                      credentials=("alice", secret),
+                      faults=FaultPlan(server_errors=1, truncations=1)) as la:
+        obsid = la.observations[0].obsid
+        monkeypatch.setenv("XSA_USERNAME", "alice")
+        monkeypatch.setenv("XSA_PASSWORD", secret)
+        with caplog.at_level(logging.DEBUG):
+            res = harvest_observation(obsid, tmp_path / "out", config=_config(la))
+            assert res.status == "downloaded", res.reason
+            monkeypatch.setenv("XSA_PASSWORD", secret + "x")  # wrong: refused, not echoed
+            bad = harvest_observation(obsid, tmp_path / "out2", config=_config(la))
+    assert bad.status == "failed" and secret not in bad.reason
+    assert la.faults_injected()["server_error"] == 1
+    assert secret not in caplog.text
+    out = capsys.readouterr()
+    assert secret not in out.out and secret not in out.err
+    for p in (tmp_path / "out").rglob("*"):
+        if p.is_file():
+            assert secret.encode() not in p.read_bytes()

@@ -54,6 +54,33 @@ def scrub(text: str, credentials: Credentials | None = None) -> str:
     return text
 
 
+class _RedactFilter(logging.Filter):
+    """Scrub ``AIOUSER``/``AIOPWD`` from records of loggers that print request URLs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102 - logging API
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - leave malformed records alone
+            return True
+        if "AIOPWD=" in text or "AIOUSER=" in text:
+            record.msg = scrub(text)
+            record.args = None
+        return True
+
+
+_REDACT = _RedactFilter()
+#: Loggers that write request URLs at DEBUG level (urllib3 logs every request line).
+_URL_LOGGERS = ("urllib3.connectionpool", "astroquery")
+
+
+def _install_redaction() -> None:
+    """Make sure URLs with credentials never reach a log handler (idempotent)."""
+    for name in _URL_LOGGERS:
+        lg = logging.getLogger(name)
+        if _REDACT not in lg.filters:
+            lg.addFilter(_REDACT)
+
+
 class _TimeoutSession(requests.Session):
     """A requests session with a default timeout (astroquery passes ``timeout=None``)."""
 
@@ -131,6 +158,8 @@ class XsaClient(XMMNewtonClass):
         session.headers["User-Agent"] = self._session.headers.get("User-Agent", "")
         self._session = session
         self._credentials = credentials
+        if credentials is not None:
+            _install_redaction()
         self.target_dir: Path | None = None
         self.last_filename: str | None = None
         self.last_content_type: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import logging
 import sqlite3
 import tarfile
@@ -138,7 +139,9 @@ class _Handler(BaseHTTPRequestHandler):
     archive: LocalArchive  # set on the subclass made per server
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib API
-        logger.debug("%s %s", self.address_string(), format % args)
+        text = format % args
+        text = re.sub(r"(AIOPWD=)[^&\s]*", r"\1***", text)
+        logger.debug("%s %s", self.address_string(), text)
 
     # -- plumbing ------------------------------------------------------------------------
     def _send(self, status: int, body: bytes, ctype: str, *, headers: dict[str, str] | None = None,
