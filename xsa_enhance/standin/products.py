@@ -35,7 +35,7 @@ PPS_NAME_RE = re.compile(
 #: A function writing the PPS files of one observation into a folder and returning them.
 Producer = Callable[[Path, StandinObservation], list[Path]]
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 #: FITS MJDREF of XMM-Newton mission time (TT).
 MJDREF = 50814.0
 
