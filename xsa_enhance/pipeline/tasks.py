@@ -335,6 +335,18 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _check_product_attrs(obsid: str, slice_id: str, attrs: dict[str, Any]) -> None:
+    """Validate product attributes against ``schemas/product-attributes.schema.json``."""
+    from xsa_enhance.config import validate_data
+    from xsa_enhance.store.zarr_store import _jsonable
+
+    doc = _jsonable({**attrs, "complete": True, "obsid": obsid, "slice_id": slice_id})
+    issues = validate_data(doc, schema="product-attributes")
+    if issues:
+        text = "; ".join(f"{i.location}: {i.message}" for i in issues[:5])
+        raise ObservationError(obsid, f"product attributes of {slice_id} invalid: {text}")
+
+
 def product_task(
     obsid: str,
     slice_id: str,
@@ -420,6 +432,7 @@ def product_task(
             "software_version": __version__,
             "caveats": list(CAVEATS),
         }
+        _check_product_attrs(obsid, slice_id, attrs)
         path = store.write_product(
             obsid, slice_id, model=model.name, clamp=clamp, counts=out.counts, mask=out.mask,
             attrs=attrs,
