@@ -121,14 +121,14 @@ def _kernel_fft(psf: KingPSF, pixel_arcsec: float, shape: tuple[int, int]) -> tu
 def _convolve(image: np.ndarray, psf: KingPSF, pixel_arcsec: float) -> np.ndarray:
     kf, fshape, r = _kernel_fft(psf, float(pixel_arcsec), image.shape)
     out = sfft.irfft2(sfft.rfft2(image.astype(np.float32), s=fshape) * kf, s=fshape)
-    out = out[r:r + image.shape[0], r:r + image.shape[1]].astype(np.float64)
-    return np.maximum(out, 0.0)
+    out = out[r:r + image.shape[0], r:r + image.shape[1]]
+    return np.maximum(out, np.float32(0.0))
 
 
 @lru_cache(maxsize=4)
 def _maps(grid: DetGrid) -> tuple[np.ndarray, np.ndarray]:
-    v = vignetting_map(grid)
-    c = mask_coverage(grid)
+    v = vignetting_map(grid).astype(np.float32)
+    c = mask_coverage(grid).astype(np.float32)
     v.setflags(write=False)
     c.setflags(write=False)
     return v, c
@@ -186,8 +186,8 @@ def simulate_component(
         agn = draw_agn(rng, grid=GRID_1X)
         ix, iy = GRID_2X.pixel_index(agn.detx, agn.dety)
         ok = (ix >= 0) & (ix < GRID_2X.nx) & (iy >= 0) & (iy < GRID_2X.ny)
-        rate2x = np.zeros(GRID_2X.shape)
-        np.add.at(rate2x, (iy[ok], ix[ok]), agn.rate[ok])
+        rate2x = np.zeros(GRID_2X.shape, dtype=np.float32)
+        np.add.at(rate2x, (iy[ok], ix[ok]), agn.rate[ok].astype(np.float32))
         rate2x *= v2
         inp, tgt = _observe_intrinsic(rng, rate2x, config)
         meta = {"n_sources": int(len(agn)), "absorption": float(agn.absorption),

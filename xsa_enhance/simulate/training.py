@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.codecs import BloscCodec
 
 from xsa_enhance._version import __version__
 from xsa_enhance.errors import ConfigError, InputFileError
@@ -71,6 +72,12 @@ def split_sizes(n: int) -> dict[str, int]:
     if n >= 3:
         n_val, n_test = max(n_val, 1), max(n_test, 1)
     return {"train": n - n_val - n_test, "val": n_val, "test": n_test}
+
+
+def _codec() -> BloscCodec:
+    # Counts as float32: bit-shuffled zstd level 1 is ~2x smaller than the default at the
+    # same speed.
+    return BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle")
 
 
 def _json_safe(d: dict) -> dict:
@@ -163,10 +170,12 @@ def write_training_set(
             ai = g.create_array(
                 "input", shape=(count, *GRID_1X.shape), chunks=(1, *GRID_1X.shape),
                 dtype="float32", fill_value=0.0, dimension_names=("sample", "y", "x"),
+                compressors=_codec(),
             )
             at = g.create_array(
                 "target", shape=(count, *tgrid.shape), chunks=(1, *tgrid.shape),
                 dtype="float32", fill_value=0.0, dimension_names=("sample", "y", "x"),
+                compressors=_codec(),
             )
             arrays[(split, comp)] = (g, ai, at)
 
