@@ -369,3 +369,25 @@ def test_credentials_never_logged_printed_or_stored(tmp_path_factory, tmp_path, 
     for p in (tmp_path / "out").rglob("*"):
         if p.is_file():
             assert secret.encode() not in p.read_bytes()
+
+
+@pytest.mark.parametrize("faulty", [FaultPlan(tap_delays=1, delay_s=3.0)], indirect=True)
+def test_tap_timeout_retried(faulty):
+    t0 = time.monotonic()
+    records = select_observations(Selection(), config=_config(faulty, timeout=0.5))
+    assert [r.obsid for r in records] == sorted(o.obsid for o in faulty.observations)
+    assert faulty.faults_injected()["tap_delay"] == 1
+    assert time.monotonic() - t0 < 3.0  # did not wait for the delayed reply
+
+
+def test_concurrent_harvests_of_one_observation(archive, tmp_path, cwd_guard):
+    from concurrent.futures import ThreadPoolExecutor
+
+    obs = _by_kind(archive, "extended")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda _: harvest_observation(obs.obsid, tmp_path, config=_config(archive)),
+                                range(3)))
+    assert all(r.ok for r in results), [r.reason for r in results]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["cwd", obs.obsid])
+    files = sorted(p.name for p in (tmp_path / obs.obsid).iterdir())
+    assert files == sorted([MARKER, f"P{obs.obsid}PNS003PIEVLI0000.FTZ", f"P{obs.obsid}PNS003FBKTSR0000.FTZ"])

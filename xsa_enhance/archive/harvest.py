@@ -479,7 +479,14 @@ def harvest_observation(
             "aio_url": config.aio_url,
         }
         (work / MARKER).write_text(json.dumps(info, indent=1))
-        _publish(work, obs_dir)
+        try:
+            _publish(work, obs_dir)
+        except OSError:
+            # Another harvest of the same observation published first: use its copy if valid.
+            other = _read_marker(obs_dir, products)
+            if other is None:
+                raise
+            return other
         logger.info("%s: downloaded %s", obsid, ", ".join(sorted(found)))
         return HarvestResult(
             obsid=obsid, status="downloaded",

@@ -48,6 +48,8 @@ class FaultPlan:
         (``../`` path), ``"absolute"``, ``"symlink"``, ``"hardlink"`` or ``"device"``.
     tap_errors : int
         TAP ``sync`` queries answered 503 before running normally.
+    tap_delays : int
+        TAP ``sync`` queries delayed by ``delay_s`` before running.
     obsids : iterable of str, optional
         Restrict the AIO faults to these observations (TAP faults are global).
     """
@@ -61,6 +63,7 @@ class FaultPlan:
     wrong_content_type: int = 0
     malicious_tar: str | None = None
     tap_errors: int = 0
+    tap_delays: int = 0
     obsids: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
@@ -72,7 +75,7 @@ class FaultPlan:
         if not 500 <= self.error_status <= 599:
             raise ValueError("error_status must be a 5xx status")
         for name in ("server_errors", "delays", "truncations", "wrong_content_type",
-                     "tap_errors"):
+                     "tap_errors", "tap_delays"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
 

@@ -210,6 +210,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _tap_sync(self) -> None:
         arch = self.archive
         params = {k.upper(): v for k, v in self._params().items()}
+        if arch._faults.take("tap_delay", "*", arch.faults.tap_delays):
+            arch._stopping.wait(arch.faults.delay_s)
         if arch._faults.take("tap_error", "*", arch.faults.tap_errors):
             self._send(503, b"Service temporarily unavailable\n", "text/plain")
             return
