@@ -58,11 +58,13 @@ def tiny_models(tmp_path_factory):
     return paths
 
 
-def _config(archive, models, store, **executor):
+def _config(archive, models, store, *, downloads=None, **executor):
     return PipelineConfig.from_dict({
         "kind": "pipeline",
         "name": "test",
         "store": str(store),
+        "work_dir": str(downloads) if downloads else None,
+        "keep_downloads": bool(downloads),
         "archive": {"tap_url": archive.tap_url, "aio_url": archive.aio_url, "retries": 0,
                     "timeout_s": 60},
         "enhance": {"models": models, "clamps": ["constant"], "slice_lengths_ks": [20]},
@@ -71,11 +73,18 @@ def _config(archive, models, store, **executor):
 
 
 @pytest.fixture(scope="module")
-def reference(archive, tiny_models, tmp_path_factory):
-    """An uninterrupted in-process run."""
+def downloads(tmp_path_factory):
+    """Kept downloads: the reference run fills it, the resume test reuses it."""
+    return tmp_path_factory.mktemp("work")
+
+
+@pytest.fixture(scope="module")
+def reference(archive, tiny_models, downloads, tmp_path_factory):
+    """An uninterrupted in-process run (downloads everything through astroquery)."""
     store = tmp_path_factory.mktemp("ref") / "store.zarr"
     with InProcessExecutor() as ex:
-        summary = run_pipeline(_config(archive, tiny_models, store), executor=ex)
+        summary = run_pipeline(_config(archive, tiny_models, store, downloads=downloads),
+                               executor=ex)
     return store, summary
 
 
@@ -174,12 +183,12 @@ def test_dask_localcluster_store_identical_to_in_process(archive, tiny_models, r
     assert _snapshot(store) == _snapshot(ref_url)
 
 
-def test_rerun_skips_what_is_done(archive, tiny_models, reference):
+def test_rerun_skips_what_is_done(archive, tiny_models, reference, downloads):
     url, _ = reference
     before = _snapshot(url)
     n_runs = ProductStore(url, mode="r").catalog("runs").nrows
     with InProcessExecutor() as ex:
-        summary = run_pipeline(_config(archive, tiny_models, url), executor=ex)
+        summary = run_pipeline(_config(archive, tiny_models, url, downloads=downloads), executor=ex)
         assert ex.n_tasks == 1  # only the corrupt observation is tried again
     status = {o["obsid"]: (o["status"], o["reason"]) for o in summary.outcomes}
     kinds = {o.obsid: o.kind for o in archive.observations}
@@ -199,9 +208,12 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-def test_sigkill_partway_then_resume_equals_uninterrupted(archive, tiny_models, reference, tmp_path):
+def test_sigkill_partway_then_resume_equals_uninterrupted(archive, tiny_models, reference,
+                                                         downloads, tmp_path):
     url = tmp_path / "killed.zarr"
-    cfg = _config(archive, tiny_models, url)
+    # downloads kept by the reference run are reused (verified, "cached"): this test is
+    # about the store, not the transfers
+    cfg = _config(archive, tiny_models, url, downloads=downloads)
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(cfg.to_dict())],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     meta = url / "zarr.json"

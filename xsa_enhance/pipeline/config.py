@@ -180,7 +180,8 @@ class PipelineConfig:
     work_dir : str, optional
         Parent of the per-task temporary folders (default: each worker's temp folder).
     keep_downloads : bool
-        Keep the harvested PPS files (in ``work_dir``) instead of deleting them.
+        Keep the harvested PPS files in ``<work_dir>/downloads/<obsid>/`` and reuse them in
+        later runs, instead of deleting them after each task.
     force : bool
         Redo observations already in the store.
     """

@@ -130,7 +130,8 @@ def observation_task(
     work_dir : str, optional
         Parent of this task's private temporary folder.
     keep_downloads : bool
-        Keep the downloaded files.
+        Keep the downloaded files in ``<work_dir>/downloads/<obsid>/`` and reuse them in
+        later runs (the archive stage marks verified downloads).
 
     Returns
     -------
@@ -145,10 +146,15 @@ def observation_task(
     if work_dir:
         os.makedirs(work_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f"xsa-{obsid}-", dir=work_dir or None)
+    # Kept downloads go to <work_dir>/downloads/<obsid>/ (owned by this observation's task),
+    # where a later run finds them verified ("cached"); otherwise a private temporary folder.
+    downloads = (
+        os.path.join(work_dir or tempfile.gettempdir(), "downloads") if keep_downloads else tmp
+    )
     try:
         t0 = time.perf_counter()
         harvest = harvest_stage(
-            obsid, tmp, settings=archive, exposure_id=record.get("exposure_id") or None
+            obsid, downloads, settings=archive, exposure_id=record.get("exposure_id") or None
         )
         timings["harvest_s"] = time.perf_counter() - t0
         harvest_time = _utc()
@@ -283,8 +289,7 @@ def observation_task(
             worker=_worker_name(),
         )
     finally:
-        if not keep_downloads:
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _utc() -> str:
