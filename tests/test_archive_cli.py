@@ -77,6 +77,7 @@ def test_harvest_cone_and_min_duration(archive, tmp_path):
     (["--cone", "400", "0", "1"], "cone"),
     (["--since", "yesterday-ish"], "not a date"),
     (["--credentials", "/nonexistent/creds.ini"], "credentials file not found"),
+    (["--tap-url", "ftp://example.org/tap"], "tap_url must be an http(s) URL"),
 ])
 def test_user_errors_are_one_line(archive, tmp_path, args, message):
     r = CliRunner().invoke(main, ["harvest", "--tap-url", archive.tap_url, "--aio-url",
@@ -85,6 +86,25 @@ def test_user_errors_are_one_line(archive, tmp_path, args, message):
     assert message in r.output
     assert "Traceback" not in r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+def test_output_folder_that_is_a_file(archive, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    r = CliRunner().invoke(main, ["harvest", "--aio-url", archive.aio_url, "--out", str(f),
+                                  "--obsid", archive.observations[0].obsid])
+    assert r.exit_code == 2 and "is a file" in r.output and "Traceback" not in r.output
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        r = CliRunner().invoke(main, ["harvest", "--aio-url", archive.aio_url, "--out",
+                                      str(ro / "sub"), "--obsid", archive.observations[0].obsid])
+        if os.geteuid() != 0:  # root can write anywhere
+            assert r.exit_code == 2 and "cannot create the output folder" in r.output
+        assert "Traceback" not in r.output
+    finally:
+        ro.chmod(0o700)
 
 
 def test_unreachable_tap_is_one_line(tmp_path):

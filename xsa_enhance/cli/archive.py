@@ -148,7 +148,10 @@ def harvest_cmd(tap_url: str | None, aio_url: str | None, out_dir: Path, obsids:
         click.echo(f"selected {len(records)} observations from {config.tap_url}", err=True)
         todo = [r.obsid for r in records]
         exposure = {r.obsid: r.exposure_id for r in records}
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
 
     def one(obsid: str):
         return harvest_observation(obsid, out_dir, config=config, exposure_id=exposure[obsid])
