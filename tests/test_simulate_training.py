@@ -85,6 +85,17 @@ def test_same_seed_same_data_other_seed_differs(tmp_path) -> None:
     assert t.shape == (411, 403) and t.sum() > 0
 
 
+def test_workers_give_the_same_set(tmp_path) -> None:
+    a = open_training_set(write_training_set(tmp_path / "a", kind="dn", n=2, seed=5))
+    b = open_training_set(write_training_set(tmp_path / "b", kind="dn", n=2, seed=5, workers=2))
+    for comp in COMPONENTS:
+        np.testing.assert_array_equal(np.asarray(a.component(comp, "train").input[...]),
+                                      np.asarray(b.component(comp, "train").input[...]))
+        np.testing.assert_array_equal(np.asarray(a.component(comp, "train").target[...]),
+                                      np.asarray(b.component(comp, "train").target[...]))
+        assert a.component(comp, "train").samples == b.component(comp, "train").samples
+
+
 def test_reader_rejects_missing_and_foreign_stores(tmp_path) -> None:
     with pytest.raises(InputFileError, match="no such"):
         open_training_set(tmp_path / "nothing")

@@ -91,15 +91,17 @@ def observation_cmd(obsid: str, exposure: float, seed: int, out_dir: str, flares
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
 @click.option("--psf", type=click.Choice(["handbook", "ccf-extended"]), default="handbook",
               show_default=True, help="PSF model of the inputs (targets: halved for sr).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes (same result for any number).")
 def training_set_cmd(kind: str, n: int, seed: int, store: str, overwrite: bool,
-                     psf: str) -> None:
+                     psf: str, workers: int) -> None:
     """Simulate extended, AGN and background components into a training-set store."""
     from xsa_enhance.instrument.psf import PSF_CCF_EXTENDED, PSF_HANDBOOK
     from xsa_enhance.simulate.training import write_training_set
 
     model = PSF_HANDBOOK if psf == "handbook" else PSF_CCF_EXTENDED
     path = write_training_set(store, kind=kind, n=n, seed=seed, progress=progress,
-                              psf=model, overwrite=overwrite)
+                              psf=model, overwrite=overwrite, workers=workers)
     click.echo(str(path))
 
 

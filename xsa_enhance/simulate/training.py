@@ -102,6 +102,7 @@ def write_training_set(
     progress: ProgressFn | None = None,
     psf: KingPSF = PSF_HANDBOOK,
     overwrite: bool = False,
+    workers: int = 1,
 ) -> Path:
     """Simulate ``n`` samples of each component and write them to a Zarr store.
 
@@ -122,6 +123,9 @@ def write_training_set(
         Input PSF.
     overwrite : bool
         Replace an existing store.
+    workers : int
+        Worker processes. Each sample is its own chunk, so parallel writers never touch the
+        same chunk; the result is identical for any number of workers.
 
     Returns
     -------
@@ -186,18 +190,30 @@ def write_training_set(
             for j in range(count):
                 jobs.append((ci, comp, i, split, j))
                 i += 1
-    it: Iterable = jobs
-    if progress is not None:
-        it = progress(jobs, total=len(jobs), desc=f"simulating {kind} components")
     samples: dict[tuple[str, str], list[dict]] = {k: [] for k in arrays}
-    for ci, comp, i, split, j in it:
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, ci, i]))
-        pair = simulate_component(comp, rng, config)
-        _, ai, at = arrays[(split, comp)]
-        ai[j] = pair.input
-        if pair.target is not None:
-            at[j] = pair.target
-        samples[(split, comp)].append({"index": i, **_json_safe(pair.meta)})
+    if workers <= 1:
+        it: Iterable = jobs
+        if progress is not None:
+            it = progress(jobs, total=len(jobs), desc=f"simulating {kind} components")
+        for job in it:
+            split, comp, meta = _run_job(str(path), kind, psf, int(seed), job, arrays)
+            samples[(split, comp)].append(meta)
+    else:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_run_job, str(path), kind, psf, int(seed), job, None)
+                       for job in jobs]
+            done: Iterable = cf.as_completed(futures)
+            if progress is not None:
+                done = progress(done, total=len(futures), desc=f"simulating {kind} components")
+            results = [f.result() for f in done]
+        for split, comp, meta in results:
+            samples[(split, comp)].append(meta)
+        for v in samples.values():
+            v.sort(key=lambda m: m["index"])
     for key, (g, _, _) in arrays.items():
         g.attrs["samples"] = samples[key]
     with warnings.catch_warnings():
@@ -205,6 +221,25 @@ def write_training_set(
         zarr.consolidate_metadata(str(path))
     logger.info("wrote %s training set (%d per component) to %s", kind, n, path)
     return path
+
+
+def _run_job(
+    path: str, kind: str, psf: KingPSF, seed: int, job: tuple, arrays: dict | None
+) -> tuple[str, str, dict]:
+    """Simulate and write one sample; opens the arrays itself when run in a worker."""
+    ci, comp, i, split, j = job
+    config = config_for_kind(kind, psf=psf)
+    rng = np.random.default_rng(np.random.SeedSequence([seed & 0xFFFFFFFF, ci, i]))
+    pair = simulate_component(comp, rng, config)
+    if arrays is not None:
+        _, ai, at = arrays[(split, comp)]
+    else:
+        g = zarr.open_group(path, mode="r+", path=f"{split}/{comp}")
+        ai, at = g["input"], g["target"]
+    ai[j] = pair.input
+    if pair.target is not None:
+        at[j] = pair.target
+    return split, comp, {"index": i, **_json_safe(pair.meta)}
 
 
 @dataclass(frozen=True)
