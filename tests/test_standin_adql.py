@@ -101,3 +101,20 @@ def test_translated_query_runs_on_sqlite():
     sql = translate_adql("SELECT filter, COUNT(*) AS n FROM xsa.v_exposure GROUP BY filter "
                          "HAVING COUNT(*) > 1")
     assert c.execute(sql).fetchall() == [("Medium", 2)]
+
+
+_WORDS = st.sampled_from(["SELECT", "TOP", "5", "*", "FROM", "xsa.v_exposure", "xsa", ".",
+                          "WHERE", "(", ")", "AND", "OR", "NOT", "=", "'x'", "duration",
+                          "CONTAINS", "POINT", "CIRCLE", ",", "ORDER", "BY", "LIMIT", "IN",
+                          "BETWEEN", ";", "--", "\"q\"", "1.5e3", "DISTINCT"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=80), st.lists(_WORDS, max_size=20).map(" ".join)))
+def test_translator_never_crashes(query):
+    try:
+        sql = translate_adql(query)
+    except AdqlError:
+        return
+    assert isinstance(sql, str) and sql.upper().startswith("SELECT")
+    assert ";" not in sql and "--" not in sql
