@@ -127,3 +127,25 @@ def test_real_mask_pixels_are_on_the_grid(xmm_reference):
     np.testing.assert_array_equal(
         bin_events(np.floor(detx).astype(np.int16), np.ceil(dety).astype(np.int16)).astype(bool), mask
     )
+
+
+def test_cli_config_file(tmp_path):
+    ev = _observation(tmp_path, clean_ks=25)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("events:\n  band: [1500, 2000]\n  slice_lengths_ks: [20]\n")
+    out = tmp_path / "s"
+    res = CliRunner().invoke(main, ["slice", str(ev), "--config", str(cfg), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["0765432101_20ks_1_0.fits"]
+    img = read_image_fits(out / "0765432101_20ks_1_0.fits")
+    assert img.band == (1500, 2000) and img.total_counts == 0  # the 1 keV events are outside
+    # command-line options win over the file
+    res = CliRunner().invoke(main, ["slice", str(ev), "--config", str(cfg), "--band", "500:2000",
+                                    "--exposures", "10", "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert read_image_fits(out / "0765432101_10ks_2_1.fits").total_counts == 400
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("events:\n  bnad: [1, 2]\n")
+    res = CliRunner().invoke(main, ["image", str(ev), "--config", str(bad), "--out", str(tmp_path / "o.fits")])
+    assert res.exit_code == 2 and str(bad) in res.output and "bnad" in res.output
+    assert len(res.output.strip().splitlines()) == 1

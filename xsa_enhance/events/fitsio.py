@@ -397,7 +397,7 @@ def write_image_png(image: SliceImage, path: str | os.PathLike, *, title: str | 
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
     os.close(fd)
     try:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", bbox_inches="tight")
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
