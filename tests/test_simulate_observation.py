@@ -273,7 +273,6 @@ def test_data_gap_gives_nan_bins_and_split_gtis(tmp_path) -> None:
 
 
 def test_explicit_flares(tmp_path) -> None:
-    t0 = None
     o = simulate_observation(tmp_path / "q", obsid="0000000701", exposure_ks=10, seed=6,
                              flares=False, sources=SourceMix(agn=False, extended=None))
     t0 = o.tstart
