@@ -55,6 +55,12 @@ def test_layout_and_attributes(sr_set) -> None:
     # counts are integers
     x = np.asarray(ts.component("extended", "train").input[0])
     np.testing.assert_array_equal(x, np.round(x))
+    # images are multiplied by the detector mask (zero outside it), inputs and targets
+    for comp in COMPONENTS:
+        c = ts.component(comp, "train")
+        assert float(np.asarray(c.input[0])[~ts.mask].sum()) == 0.0
+        assert float(np.asarray(c.target[0])[~ts.target_mask].sum()) == 0.0
+        assert float(np.asarray(c.input[0])[ts.mask].sum()) > 0.0
     with pytest.raises(Exception):
         ts.component("stars", "train")
 

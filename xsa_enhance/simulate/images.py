@@ -6,10 +6,10 @@ image grids (much faster than events, same instrument model):
 * the *intrinsic* component (extended source or AGN) is a rate image on the 2x grid,
   multiplied by the vignetting at the true positions;
 * the *input* (1x grid): rebinned to 4" pixels, convolved with the full PSF, multiplied by the
-  fraction of each pixel covered by good detector pixels (the mask), times the exposure, and
-  Poisson-sampled;
+  fraction of each pixel covered by good detector pixels and by the binary detector mask
+  (zero outside it, as real images before the models), times the exposure, Poisson-sampled;
 * the SR *target* (2x grid): convolved with the PSF with every length halved, multiplied by
-  the 2x mask coverage, times the target exposure, Poisson-sampled, no background;
+  the 2x coverage and mask, times the target exposure, Poisson-sampled, no background;
 * the DN *target* (1x grid): as the input with the longer exposure (an independent draw).
 
 The PSF is the on-axis 1 keV PSF everywhere (no off-axis or energy dependence at image
@@ -128,7 +128,10 @@ def _convolve(image: np.ndarray, psf: KingPSF, pixel_arcsec: float) -> np.ndarra
 @lru_cache(maxsize=4)
 def _maps(grid: DetGrid) -> tuple[np.ndarray, np.ndarray]:
     v = vignetting_map(grid).astype(np.float32)
-    c = mask_coverage(grid).astype(np.float32)
+    # exposure fraction of each pixel, zero outside the (binary) detector mask: images are
+    # multiplied by the mask before the models, as the pipeline does with real images
+    cov = mask_coverage(grid)
+    c = (cov * detector_mask(grid)).astype(np.float32)
     v.setflags(write=False)
     c.setflags(write=False)
     return v, c
@@ -197,7 +200,7 @@ def simulate_component(
         fp = float(rng.uniform(0.7, 1.5))
         fs = float(rng.uniform(0.7, 1.3))
         rate = background_rate_map(GRID_1X, particle_rate=PARTICLE_RATE * fp,
-                                   sky_rate=SKY_RATE * fs)
+                                   sky_rate=SKY_RATE * fs, apply_mask=False) * _maps(GRID_1X)[1]
         inp = rng.poisson(rate * config.input_exposure_s).astype(np.float32)
         tgt = None
         if config.target_background:
@@ -356,7 +359,7 @@ def simulate_point_source_grid(
     _, cov2 = _maps(GRID_2X)
     inp = render_point_sources(GRID_1X, detx, dety, eff, psf=psf) * cov1
     if background:
-        inp = inp + background_rate_map(GRID_1X)
+        inp = inp + background_rate_map(GRID_1X, apply_mask=False) * cov1
     tgt = render_point_sources(GRID_2X, detx, dety, eff, psf=psf.with_scale(0.5),
                                radius_arcsec=60.0) * cov2
     return PointSourceGrid(
