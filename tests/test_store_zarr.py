@@ -174,3 +174,22 @@ def test_bad_store_paths_raise_input_file_errors(tmp_path):
         ProductStore(tmp_path / "other.zarr", mode="a")
     with pytest.raises(InputFileError, match="not an xsa-enhance product store"):
         ProductStore(tmp_path / "other.zarr", mode="r")
+
+
+def test_store_through_an_fsspec_url(tmp_path):
+    import uuid
+
+    url = f"memory://xsa-test-{uuid.uuid4().hex}/store.zarr"  # zarr's FsspecStore
+    store = ProductStore(url)
+    assert type(store.root.store).__name__ == "FsspecStore"
+    rows = _write_obs(store, "0000000007", n_slices=1)
+    store.commit({"slices": rows, "observations": [_row("observations", obsid="0000000007")]},
+                 run_id="r")
+    store.consolidate()
+    back = ProductStore(url, mode="r")
+    assert list(back.catalog("slices").read()["slice_id"]) == ["S003_010ks_000"]
+    data = back.read_slice_input("0000000007", "S003_010ks_000")
+    assert int(data.counts[data.mask].sum()) == rows[0]["counts"]
+    # file:// URLs are local directories
+    local = ProductStore((tmp_path / "l.zarr").as_uri())
+    assert local.url == str(tmp_path / "l.zarr") and (tmp_path / "l.zarr" / "zarr.json").is_file()

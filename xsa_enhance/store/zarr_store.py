@@ -159,6 +159,11 @@ class ProductStore:
         if mode not in ("r", "r+", "a"):
             raise ValueError(f"mode must be 'r', 'r+' or 'a', got {mode!r}")
         self.url = str(url)
+        if self.url.startswith("file://"):
+            # a local directory: zarr's LocalStore (atomic writes, parents created)
+            from urllib.parse import unquote, urlparse
+
+            self.url = unquote(urlparse(self.url).path)
         self.mode = mode
         self.storage_options = storage_options
         kwargs: dict[str, Any] = {"mode": mode, "zarr_format": 3}
