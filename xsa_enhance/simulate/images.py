@@ -38,6 +38,7 @@ __all__ = [
     "COMPONENTS",
     "KINDS",
     "ComponentPair",
+    "poisson_image",
     "ImageConfig",
     "PointSourceGrid",
     "config_for_kind",
@@ -137,6 +138,11 @@ def _maps(grid: DetGrid) -> tuple[np.ndarray, np.ndarray]:
     return v, c
 
 
+def poisson_image(rng: np.random.Generator, lam: np.ndarray) -> np.ndarray:
+    """Independent Poisson counts with means ``lam``, as float32 (exact integers)."""
+    return rng.poisson(lam).astype(np.float32)
+
+
 def _rebin2(img: np.ndarray) -> np.ndarray:
     ny, nx = img.shape
     return img.reshape(ny // 2, 2, nx // 2, 2).sum(axis=(1, 3))
@@ -148,14 +154,14 @@ def _observe_intrinsic(
     """Input and target counts of an intrinsic (vignetted) rate image on the 2x grid."""
     _, cov1 = _maps(GRID_1X)
     inp = _convolve(_rebin2(rate2x), config.psf, GRID_1X.pixel_arcsec) * cov1
-    inp_counts = rng.poisson(inp * config.input_exposure_s)
+    inp_counts = poisson_image(rng, inp * config.input_exposure_s)
     if config.factor == 2:
         _, cov2 = _maps(GRID_2X)
         tgt = _convolve(rate2x, config.target_psf, GRID_2X.pixel_arcsec) * cov2
     else:
         tgt = inp
-    tgt_counts = rng.poisson(tgt * config.target_exposure_s)
-    return inp_counts.astype(np.float32), tgt_counts.astype(np.float32)
+    tgt_counts = poisson_image(rng, tgt * config.target_exposure_s)
+    return inp_counts, tgt_counts
 
 
 def simulate_component(
@@ -201,10 +207,10 @@ def simulate_component(
         fs = float(rng.uniform(0.7, 1.3))
         rate = background_rate_map(GRID_1X, particle_rate=PARTICLE_RATE * fp,
                                    sky_rate=SKY_RATE * fs, apply_mask=False) * _maps(GRID_1X)[1]
-        inp = rng.poisson(rate * config.input_exposure_s).astype(np.float32)
+        inp = poisson_image(rng, rate * config.input_exposure_s)
         tgt = None
         if config.target_background:
-            tgt = rng.poisson(rate * config.target_exposure_s).astype(np.float32)
+            tgt = poisson_image(rng, rate * config.target_exposure_s)
         return ComponentPair(inp, tgt, {"particle_factor": fp, "sky_factor": fs})
     raise ValueError(f"unknown component {component!r}; expected one of {COMPONENTS}")
 
@@ -363,7 +369,7 @@ def simulate_point_source_grid(
     tgt = render_point_sources(GRID_2X, detx, dety, eff, psf=psf.with_scale(0.5),
                                radius_arcsec=60.0) * cov2
     return PointSourceGrid(
-        input_counts=rng.poisson(inp * input_exposure_s).astype(np.float32),
+        input_counts=poisson_image(rng, inp * input_exposure_s),
         target_expected=tgt * target_exposure_s,
         positions=p,
         rates=r,
