@@ -194,3 +194,15 @@ def test_cli_bad_expression_and_band(tmp_path):
     assert res.exit_code == 2 and "position" in res.output and "Traceback" not in res.output
     res = runner.invoke(main, ["image", str(ev), "--band", "2000:500", "--out", str(tmp_path / "o.fits")])
     assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("content", [b"\x1f\x8b\x08\x00garbage", b"<html>No results</html>", b""])
+def test_corrupt_fbktsr_is_a_clear_error(tmp_path, content):
+    ev = _good(tmp_path)
+    fb = tmp_path / "P0123700101PNS003FBKTSR0000.FTZ"
+    fb.write_bytes(content)
+    with pytest.raises(InputFileError) as info:
+        process_event_list(ev, fb)
+    assert info.value.path == str(fb)
+    res = CliRunner().invoke(main, ["image", str(ev), "--fbktsr", str(fb), "--out", str(tmp_path / "o.fits")])
+    assert res.exit_code == 2 and str(fb) in res.output and "Traceback" not in res.output

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -277,7 +278,7 @@ def read_fbktsr(path: str | os.PathLike) -> dict[str, np.ndarray | float | None]
             flcut = hdr.get("FLCUTTHR", hdul[0].header.get("FLCUTTHR"))
     except InputFileError:
         raise
-    except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError) as exc:
+    except (OSError, EOFError, zlib.error, ValueError, TypeError, KeyError, IndexError) as exc:
         raise InputFileError(p, f"cannot read light curve ({type(exc).__name__}: {exc})") from None
     if len(time) == 0:
         raise InputFileError(p, "the light curve is empty")
