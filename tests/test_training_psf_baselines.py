@@ -107,3 +107,29 @@ def test_richardson_lucy_sharpens_a_point_source_towards_the_target_psf():
     assert out.sum() == pytest.approx(1.0, rel=0.05)
     k = known_psf_kernel(factor=2, resolution=0.5)
     assert k.sum() == pytest.approx(1.0) and k.shape[0] % 2 == 1
+
+
+def test_psf_test_with_an_identity_sr_model_measures_the_input_psf(tmp_path):
+    """A no-op SR model (nearest-neighbour upsampling) must show the input's sigma and fail."""
+    from xsa_enhance.models.networks import identity_network
+    from xsa_enhance.models.registry import load_model, save_weights
+    from xsa_enhance.training.psf_test import run_psf_test
+
+    net = identity_network("sr")
+    path = tmp_path / "id.pt"
+    save_weights(net, path, name="identity-sr", kind="sr", config={}, card={})
+    res = run_psf_test(load_model(path), tmp_path / "psf", clamps=("none",), seed=3)
+    v = res.per_clamp["none"]
+    # the identity's output is the upsampled input rate: same sigma, same flux (no clamp)
+    assert v["median_sigma_pred_px"] == pytest.approx(v["median_sigma_input_px"], rel=0.05)
+    assert v["sigma_ratio_pred_target"] > 1.5  # the input PSF is about twice the target's
+    assert not v["passed_sigma"]
+    assert v["by_rate"]["0.02"]["flux_ratio_pred_target"] == pytest.approx(
+        v["by_rate"]["0.02"]["flux_ratio_input_target"], rel=0.02)
+    # deblending: the noiseless halved-PSF target resolves more pairs than the input
+    target = res.deblending["target"]
+    assert target["2"] == 1.0
+    assert sum(target.values()) > sum(res.deblending["input"].values())
+    assert res.deblending["model (none)"] == res.deblending["input"]
+    assert (tmp_path / "psf" / "psf_panels.png").is_file()
+    assert "| none |" in (tmp_path / "psf" / "psf_test.md").read_text()
