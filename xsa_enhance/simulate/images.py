@@ -127,15 +127,19 @@ def _convolve(image: np.ndarray, psf: KingPSF, pixel_arcsec: float) -> np.ndarra
 
 
 @lru_cache(maxsize=4)
-def _maps(grid: DetGrid) -> tuple[np.ndarray, np.ndarray]:
+def _vign(grid: DetGrid) -> np.ndarray:
     v = vignetting_map(grid).astype(np.float32)
+    v.setflags(write=False)
+    return v
+
+
+@lru_cache(maxsize=4)
+def _cov(grid: DetGrid) -> np.ndarray:
     # exposure fraction of each pixel, zero outside the (binary) detector mask: images are
     # multiplied by the mask before the models, as the pipeline does with real images
-    cov = mask_coverage(grid)
-    c = (cov * detector_mask(grid)).astype(np.float32)
-    v.setflags(write=False)
+    c = (mask_coverage(grid) * detector_mask(grid)).astype(np.float32)
     c.setflags(write=False)
-    return v, c
+    return c
 
 
 def poisson_image(rng: np.random.Generator, lam: np.ndarray) -> np.ndarray:
@@ -152,11 +156,11 @@ def _observe_intrinsic(
     rng: np.random.Generator, rate2x: np.ndarray, config: ImageConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """Input and target counts of an intrinsic (vignetted) rate image on the 2x grid."""
-    _, cov1 = _maps(GRID_1X)
+    cov1 = _cov(GRID_1X)
     inp = _convolve(_rebin2(rate2x), config.psf, GRID_1X.pixel_arcsec) * cov1
     inp_counts = poisson_image(rng, inp * config.input_exposure_s)
     if config.factor == 2:
-        _, cov2 = _maps(GRID_2X)
+        cov2 = _cov(GRID_2X)
         tgt = _convolve(rate2x, config.target_psf, GRID_2X.pixel_arcsec) * cov2
     else:
         tgt = inp
@@ -183,7 +187,7 @@ def simulate_component(
     ComponentPair
         ``target`` is None for the SR background (targets have no background: zeros).
     """
-    v2, _ = _maps(GRID_2X)
+    v2 = _vign(GRID_2X)
     if component == "extended":
         src = draw_extended(rng, grid=GRID_1X, reference_exposure_s=config.input_exposure_s)
         rate2x = src.rate_image(GRID_2X) * v2
@@ -206,7 +210,7 @@ def simulate_component(
         fp = float(rng.uniform(0.7, 1.5))
         fs = float(rng.uniform(0.7, 1.3))
         rate = background_rate_map(GRID_1X, particle_rate=PARTICLE_RATE * fp,
-                                   sky_rate=SKY_RATE * fs, apply_mask=False) * _maps(GRID_1X)[1]
+                                   sky_rate=SKY_RATE * fs, apply_mask=False) * _cov(GRID_1X)
         inp = poisson_image(rng, rate * config.input_exposure_s)
         tgt = None
         if config.target_background:
@@ -361,8 +365,8 @@ def simulate_point_source_grid(
         from xsa_enhance.instrument.vignetting import vignetting_det
 
         eff = eff * vignetting_det(detx, dety)
-    _, cov1 = _maps(GRID_1X)
-    _, cov2 = _maps(GRID_2X)
+    cov1 = _cov(GRID_1X)
+    cov2 = _cov(GRID_2X)
     inp = render_point_sources(GRID_1X, detx, dety, eff, psf=psf) * cov1
     if background:
         inp = inp + background_rate_map(GRID_1X, apply_mask=False) * cov1
