@@ -206,3 +206,10 @@ def test_corrupt_fbktsr_is_a_clear_error(tmp_path, content):
     assert info.value.path == str(fb)
     res = CliRunner().invoke(main, ["image", str(ev), "--fbktsr", str(fb), "--out", str(tmp_path / "o.fits")])
     assert res.exit_code == 2 and str(fb) in res.output and "Traceback" not in res.output
+
+
+def test_fbktsr_of_another_observation(tmp_path):
+    ev = _good(tmp_path)  # OBS_ID 0123700101
+    fb = write_fbktsr(tmp_path / "fb.fits", time=[5.0, 15.0], rate=[0.1, 0.1], timedel=10.0, obsid="0999999999")
+    with pytest.raises(InputFileError, match="0999999999.*0123700101"):
+        process_event_list(ev, fb)

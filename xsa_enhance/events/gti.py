@@ -237,7 +237,7 @@ def read_fbktsr(path: str | os.PathLike) -> dict[str, np.ndarray | float | None]
     dict
         ``time``, ``rate`` (in the file's precision), ``fracexp`` (arrays; all ones when
         absent), ``timedel``
-        and ``flcutthr`` (float or None).
+        ``flcutthr`` (float or None) and ``obsid`` (the ``OBS_ID`` keyword or None).
 
     Raises
     ------
@@ -276,6 +276,7 @@ def read_fbktsr(path: str | os.PathLike) -> dict[str, np.ndarray | float | None]
             if timedel is None and len(time) > 1:
                 timedel = float(np.median(np.diff(time)))
             flcut = hdr.get("FLCUTTHR", hdul[0].header.get("FLCUTTHR"))
+            obsid = hdr.get("OBS_ID", hdul[0].header.get("OBS_ID"))
     except InputFileError:
         raise
     except (OSError, EOFError, zlib.error, ValueError, TypeError, KeyError, IndexError) as exc:
@@ -292,6 +293,7 @@ def read_fbktsr(path: str | os.PathLike) -> dict[str, np.ndarray | float | None]
         "fracexp": fracexp,
         "timedel": float(timedel),
         "flcutthr": None if flcut is None else float(flcut),
+        "obsid": None if obsid is None else str(obsid).strip(),
     }
 
 
@@ -321,6 +323,11 @@ def _flare_gtis_with_source(events, fbktsr_path, *, config) -> tuple[np.ndarray,
     ccd = normalize_gtis(events.gtis)
     if fbktsr_path is not None:
         lc = read_fbktsr(fbktsr_path)
+        if lc["obsid"] and events.meta.obsid and lc["obsid"] != events.meta.obsid:
+            raise InputFileError(
+                fbktsr_path,
+                f"light curve of observation {lc['obsid']}, but the events are of {events.meta.obsid}",
+            )
         thr = config.fbktsr_threshold
         if thr is None:
             thr = lc["flcutthr"]
