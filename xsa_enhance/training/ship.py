@@ -30,14 +30,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NAMES", "make_data", "train_both", "register_both", "evaluate_both", "main"]
+__all__ = ["NAMES", "make_data", "train_both", "register_both", "evaluate_both",
+           "card_tables", "main"]
 
 logger = logging.getLogger(__name__)
 
 #: Shipped model names per kind.
 NAMES: dict[str, str] = {"sr": "xmm-superres-v1", "dn": "xmm-denoise-v1"}
 
-STAGES = ("data", "train", "register", "evaluate")
+STAGES = ("data", "train", "register", "evaluate", "card")
 
 
 def _store(work: Path, kind: str, role: str) -> Path:
@@ -163,6 +164,60 @@ def evaluate_both(work: Path, *, n_images: int, seed: int, registry_dir: str | N
     return out
 
 
+def card_tables(work: Path) -> str:
+    """Markdown tables for ``docs/models.md`` from the evaluation files in ``work``."""
+    from xsa_enhance.training.evaluate import REFERENCE
+    from xsa_enhance.training.metrics import HIGHER_IS_BETTER, METRICS
+
+    def fmt(v: Any) -> str:
+        if v is None or (isinstance(v, float) and v != v):
+            return "n/a"
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
+
+    lines: list[str] = []
+    for kind in ("sr", "dn"):
+        fj = work / f"eval_{kind}" / "figures.json"
+        if not fj.is_file():
+            continue
+        figs = json.loads(fj.read_text())
+        meth = figs["methods"]
+        names = list(meth)
+        meta = figs["meta"]
+        lines += [f"### {NAMES[kind]}: held-out test set", "",
+                  f"{meta['n_images']} images from split `{meta['split']}` of "
+                  f"`{Path(meta['test_set']).name}` (combination seed {meta['seed']}); "
+                  "mean over images (std in `figures.json`).", "",
+                  "| metric | " + " | ".join(names) + " | ref. input | ref. model |",
+                  "|---" * (len(names) + 3) + "|"]
+        ref = REFERENCE[kind]
+        for m in METRICS:
+            arrow = "up" if m in HIGHER_IS_BETTER else "down"
+            row = [fmt(meth[n].get(m)) for n in names]
+            lines.append(f"| {m} ({arrow}) | " + " | ".join(row) + f" | "
+                         f"{fmt(ref['input'].get(m))} | {fmt(ref['model'].get(m))} |")
+        lines += ["", "| region | method | L1 | PSNR | bias |", "|---|---|---|---|---|"]
+        for reg in ("background", "faint_extended", "point_sources"):
+            for n in names:
+                r = figs["regions"][n][reg]
+                lines.append(f"| {reg} | {n} | {fmt(r['l1'])} | {fmt(r['psnr'])} | "
+                             f"{r['bias']:.2e} |")
+        lines += ["", "| target | measured | result |", "|---|---|---|"]
+        for name, chk in figs["targets"].items():
+            val = chk["value"]
+            if isinstance(val, dict):
+                val = ", ".join(k for k, ok in val.items() if not ok) or "all improved"
+                val = f"not improved: {val}" if val != "all improved" else val
+            else:
+                val = f"{val:+.3f}"
+            lines.append(f"| {name} | {val} | {'PASS' if chk['passed'] else 'MISS'} |")
+        lines.append("")
+    pj = work / "psf" / "psf_test.md"
+    if pj.is_file():
+        lines += ["### PSF and deblending test (xmm-superres-v1)", ""]
+        lines += [ln for ln in pj.read_text().splitlines()[1:] if not ln.startswith("![")]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: ``python -m xsa_enhance.training.ship --out WORK_DIR``."""
     ap = argparse.ArgumentParser(prog="python -m xsa_enhance.training.ship",
@@ -208,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         summary["evaluation"] = evaluate_both(work, n_images=args.eval_images,
                                               seed=args.eval_seed,
                                               registry_dir=args.registry_dir, kinds=kinds)
+    if "card" in stages:
+        (work / "model_card_tables.md").write_text(card_tables(work))
     summary_path.write_text(json.dumps(summary, indent=1, default=str))
     return 0
 
