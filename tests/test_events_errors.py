@@ -213,3 +213,12 @@ def test_fbktsr_of_another_observation(tmp_path):
     fb = write_fbktsr(tmp_path / "fb.fits", time=[5.0, 15.0], rate=[0.1, 0.1], timedel=10.0, obsid="0999999999")
     with pytest.raises(InputFileError, match="0999999999.*0123700101"):
         process_event_list(ev, fb)
+
+
+def test_config_pickles_for_dask():
+    import pickle
+
+    cfg = EventsConfig(expression="PI > 3 && PATTERN == 0", slice_lengths_ks=(20, 50))
+    back = pickle.loads(pickle.dumps(cfg))
+    assert back == cfg and back.screening == cfg.screening
+    assert back.screening.columns == {"PI", "PATTERN"}
