@@ -111,3 +111,25 @@ def test_run_user_errors_are_one_line(args, message, tmp_path, monkeypatch):
     assert res.exit_code == 2, res.output
     assert message in res.output
     assert "Traceback" not in res.output and res.output.strip().count("\n") == 0
+
+
+def test_unreachable_archive_fails_the_run_cleanly(tmp_path):
+    from xsa_enhance.errors import XsaError
+    from xsa_enhance.pipeline import run_pipeline
+
+    cfg = PipelineConfig.from_dict({
+        "kind": "pipeline", "store": str(tmp_path / "s.zarr"),
+        "archive": {"tap_url": "http://127.0.0.1:9/tap", "aio_url": "http://127.0.0.1:9/aio?",
+                    "retries": 0, "timeout_s": 5},
+        "enhance": {"models": []},
+    })
+    with InProcessExecutor() as ex, pytest.raises(XsaError, match="127.0.0.1:9"):
+        run_pipeline(cfg, executor=ex)
+    last = ProductStore(tmp_path / "s.zarr", mode="r").run_log[-1]
+    assert last["status"] == "failed" and "127.0.0.1:9" in last["error"]
+    pipe = tmp_path / "p.yaml"
+    pipe.write_text(yaml.safe_dump(cfg.to_dict()))
+    res = CliRunner().invoke(main, ["run", "--pipeline", str(pipe), "--in-process",
+                                    "--model", "none-such"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert res.output.startswith("error:") and res.output.strip().count("\n") == 0

@@ -74,6 +74,9 @@ class RunSummary:
         Things the user should know (e.g. no trained model installed).
     stage_seconds : dict
         Summed task time per stage (harvest, events, write, enhance...).
+    driver_seconds : dict
+        Time the driver spent itself: ``setup_s`` (store, orphans, models, selection),
+        ``commit_s`` (catalog commits) and ``finalize_s`` (run log, consolidation).
     """
 
     run_id: str
@@ -91,6 +94,8 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
     orphans_removed: list[str] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    driver_seconds: dict[str, float] = field(default_factory=dict)
+    selection_since: str | None = None
 
     def count(self, status: str) -> int:
         """Observations with this status."""
@@ -219,92 +224,112 @@ def run_pipeline(
     store.record_run({"run_id": run_id, "name": config.name, "started": summary.started,
                       "status": "running", "software_version": __version__})
 
-    if config.events:
-        from xsa_enhance.events import EventsConfig
+    try:
+        if config.events:
+            from xsa_enhance.events import EventsConfig
 
-        EventsConfig.from_dict(config.events)
-    enh = config.enhance
-    models, notes = resolve_models(enh.models, require=enh.require_models)
-    summary.models = models
-    summary.notes.extend(notes)
+            EventsConfig.from_dict(config.events)
+        enh = config.enhance
+        models, notes = resolve_models(enh.models, require=enh.require_models)
+        summary.models = models
+        summary.notes.extend(notes)
 
-    if plan is None:
-        plan = plan_selection(config, store=store)
-    records = {r["obsid"]: r for r in plan.records}
+        if plan is None:
+            plan = plan_selection(config, store=store)
+        summary.selection_since = plan.since
+        records = {r["obsid"]: r for r in plan.records}
+        batch: dict[str, list[dict[str, Any]]] = {}
 
-    state = ProgressState(observations_total=len(records) + len(plan.skipped))
-    runs_rows: list[dict[str, Any]] = []
+        def flush() -> None:
+            """Commit the rows gathered since the last flush, all together."""
+            if any(batch.values()):
+                t0 = time.perf_counter()
+                store.commit(batch, run_id=run_id)
+                summary.driver_seconds["commit_s"] = (
+                    summary.driver_seconds.get("commit_s", 0.0) + time.perf_counter() - t0)
+            batch.clear()
 
-    def report(msg: str = "") -> None:
-        state.message = msg
-        if progress is not None:
-            progress(state)
+        state = ProgressState(observations_total=len(records) + len(plan.skipped))
 
-    def finish(st: _ObsState) -> None:
-        if st.failures and st.status == "ok":
-            st.status, st.stage = "failed", "enhance"
-            st.reason = f"{len(st.failures)} product(s) failed: {st.failures[0]}"
-        row = {
-            "run_id": run_id,
-            "obsid": st.obsid,
-            "status": st.status,
-            "stage": st.stage or "store",
-            "reason": st.reason,
-            "n_slices": st.n_slices,
-            "n_products": st.n_products,
-            "started": st.started,
-            "finished": utcnow(),
-            "duration": st.task_s,
-            "software_version": __version__,
-        }
-        store.commit({"runs": [row]}, run_id=run_id)
-        summary.outcomes.append(
-            {"obsid": st.obsid, "status": st.status, "stage": row["stage"], "reason": st.reason}
-        )
-        state.observations_done += 1
-        if st.status == "failed":
-            state.failures += 1
-        elif st.status == "skipped":
-            state.skipped += 1
-        report(f"{st.obsid} {st.status}")
+        def report(msg: str = "") -> None:
+            state.message = msg
+            if progress is not None:
+                progress(state)
 
-    # Observations the selection left out: recorded, nothing to do.
-    for obsid, reason in plan.skipped.items():
-        st = _ObsState(obsid)
-        st.status, st.stage, st.reason = "skipped", "select", reason
-        finish(st)
+        def finish(st: _ObsState) -> None:
+            if st.failures and st.status == "ok":
+                st.status, st.stage = "failed", "enhance"
+                st.reason = f"{len(st.failures)} product(s) failed: {st.failures[0]}"
+            row = {
+                "run_id": run_id,
+                "obsid": st.obsid,
+                "status": st.status,
+                "stage": st.stage or "store",
+                "reason": st.reason,
+                "n_slices": st.n_slices,
+                "n_products": st.n_products,
+                "started": st.started,
+                "finished": utcnow(),
+                "duration": st.task_s,
+                "software_version": __version__,
+            }
+            batch.setdefault("runs", []).append(row)
+            summary.outcomes.append(
+                {"obsid": st.obsid, "status": st.status, "stage": row["stage"], "reason": st.reason}
+            )
+            state.observations_done += 1
+            if st.status == "failed":
+                state.failures += 1
+            elif st.status == "skipped":
+                state.skipped += 1
+            report(f"{st.obsid} {st.status}")
 
-    redo = sorted(records) if config.force else _reprocessed(store, records)
-    if redo:
-        removed = store.remove_observations(redo)
-        why = "--force" if config.force else "new PPS products"
-        logger.info("%s: removed %d catalog rows of %d observations", why, removed, len(redo))
+        # Observations the selection left out: recorded, nothing to do.
+        for obsid, reason in plan.skipped.items():
+            st = _ObsState(obsid)
+            st.status, st.stage, st.reason = "skipped", "select", reason
+            finish(st)
+        flush()
 
-    obs_cat = store.catalog("observations")
-    done_obs = {k[0]: None for k in obs_cat.keys()}
-    obs_status = dict(zip(obs_cat.column("obsid").tolist(), obs_cat.column("status").tolist()))
-    slice_table = store.catalog("slices").read()
-    product_keys = store.catalog("products").keys()
+        redo = sorted(records) if config.force else _reprocessed(store, records)
+        if redo:
+            removed = store.remove_observations(redo)
+            why = "--force" if config.force else "new PPS products"
+            logger.info("%s: removed %d catalog rows of %d observations", why, removed, len(redo))
 
-    def product_jobs(obsid: str, slices: list[tuple[str, int]]) -> list[tuple[str, ModelInfo, str]]:
-        jobs = []
-        for sid, length in slices:
-            if not _lengths_match(length, enh.slice_lengths_ks):
-                continue
-            for m in models:
-                for clamp in enh.clamps:
-                    if (obsid, sid, m.name, clamp) not in product_keys:
-                        jobs.append((sid, m, clamp))
-        return jobs
+        obs_cat = store.catalog("observations")
+        done_obs = {k[0]: None for k in obs_cat.keys()}
+        obs_status = dict(zip(obs_cat.column("obsid").tolist(), obs_cat.column("status").tolist()))
+        slice_table = store.catalog("slices").read()
+        product_keys = store.catalog("products").keys()
 
-    own_executor = executor is None
-    n_to_run = len(records)
-    if executor is None:
-        executor = make_executor(config.executor, n_tasks=max(1, n_to_run))
-    summary.executor = type(executor).__name__
-    summary.dashboard_link = getattr(executor, "dashboard_link", None)
-    if on_executor is not None:
-        on_executor(executor)
+        def product_jobs(obsid: str, slices: list[tuple[str, int]]) -> list[tuple[str, ModelInfo, str]]:
+            jobs = []
+            for sid, length in slices:
+                if not _lengths_match(length, enh.slice_lengths_ks):
+                    continue
+                for m in models:
+                    for clamp in enh.clamps:
+                        if (obsid, sid, m.name, clamp) not in product_keys:
+                            jobs.append((sid, m, clamp))
+            return jobs
+
+        own_executor = executor is None
+        n_to_run = len(records)
+        if executor is None:
+            executor = make_executor(config.executor, n_tasks=max(1, n_to_run))
+        summary.executor = type(executor).__name__
+        summary.dashboard_link = getattr(executor, "dashboard_link", None)
+        if on_executor is not None:
+            on_executor(executor)
+    except BaseException as exc:
+        # selection, models or the executor failed before any task ran
+        store.record_run({"run_id": run_id, "name": config.name, "started": summary.started,
+                          "finished": utcnow(), "status": "failed",
+                          "error": f"{type(exc).__name__}: {exc}", "software_version": __version__})
+        store.consolidate()
+        raise
+
 
     pending: dict[Any, tuple[str, Any]] = {}
     states: dict[str, _ObsState] = {}
@@ -346,6 +371,8 @@ def run_pipeline(
             )
             pending[fut] = ("observation", obsid)
             st.pending += 1
+        flush()
+        summary.driver_seconds["setup_s"] = time.perf_counter() - t_wall
         report("submitted")
 
         while pending:
@@ -367,13 +394,13 @@ def run_pipeline(
                     summary.stage_seconds[k] = summary.stage_seconds.get(k, 0.0) + float(v)
                 st.task_s += float((result.timings or {}).get("total_s", 0.0))
                 if what == "observation":
-                    _handle_observation(result, st, store, run_id, summary, state)
+                    _handle_observation(result, st, batch, summary, state)
                     if result.status == "ok":
                         slices = [(r["slice_id"], int(r["length_ks"])) for r in result.slices]
                         submit_products(st, product_jobs(obsid, slices))
                 else:
                     if result.status == "ok":
-                        store.commit({"products": [result.product]}, run_id=run_id)
+                        batch.setdefault("products", []).append(result.product)
                         st.n_products += 1
                         summary.n_products += 1
                         state.products_done += 1
@@ -386,23 +413,30 @@ def run_pipeline(
                     report()
                 if st.pending == 0:
                     finish(st)
+            flush()
     finally:
+        t_fin = time.perf_counter()
+        try:
+            flush()  # rows of complete groups gathered before an interruption
+        except Exception:  # noqa: BLE001 - never mask the original error
+            logger.exception("could not commit the last rows; the next run redoes them")
         if own_executor:
             executor.close()
         summary.finished = utcnow()
-        summary.wall_s = time.perf_counter() - t_wall
         complete = all(s.pending == 0 for s in states.values())
         store.record_run({
             "run_id": run_id, "name": config.name, "started": summary.started,
             "finished": summary.finished,
             "status": "finished" if complete else "interrupted",
-            "selection_since": plan.since if plan is not None else None,
+            "selection_since": summary.selection_since,
             "n_ok": summary.count("ok"), "n_failed": summary.count("failed"),
             "n_skipped": summary.count("skipped"), "n_slices": summary.n_slices,
             "n_products": summary.n_products, "software_version": __version__,
             "models": [m.__dict__ for m in summary.models],
         })
         store.consolidate()
+        summary.driver_seconds["finalize_s"] = time.perf_counter() - t_fin
+        summary.wall_s = time.perf_counter() - t_wall
     return summary
 
 
@@ -425,8 +459,7 @@ def _reprocessed(store: ProductStore, records: dict[str, dict[str, Any]]) -> lis
 def _handle_observation(
     result: ObservationOutcome,
     st: _ObsState,
-    store: ProductStore,
-    run_id: str,
+    batch: dict[str, list[dict[str, Any]]],
     summary: RunSummary,
     state: ProgressState,
 ) -> None:
@@ -436,7 +469,8 @@ def _handle_observation(
         return
     # Slice rows and the observation row are published together, after the task marked
     # the observation group complete.
-    store.commit({"slices": result.slices, "observations": [result.observation]}, run_id=run_id)
+    batch.setdefault("slices", []).extend(result.slices)
+    batch.setdefault("observations", []).append(result.observation)
     st.n_slices = len(result.slices)
     summary.n_slices += len(result.slices)
     state.slices_done += len(result.slices)

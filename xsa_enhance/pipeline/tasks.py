@@ -408,7 +408,7 @@ def product_task(
         t0 = time.perf_counter()
         data = store.read_slice_input(obsid, slice_id)
         exposure_s = float(data.attrs["exposure_s"])
-        timings["read_s"] = time.perf_counter() - t0
+        timings["product_read_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         out = enhance_stage(
             data.counts, exposure_s, data.mask, model, clamp=clamp, stretch=stretch, device=device
@@ -442,7 +442,7 @@ def product_task(
             obsid, slice_id, model=model.name, clamp=clamp, counts=out.counts, mask=out.mask,
             attrs=attrs,
         )
-        timings["write_s"] = time.perf_counter() - t0
+        timings["product_write_s"] = time.perf_counter() - t0
         out_mask = np.asarray(out.mask, dtype=bool)
         in_mask = np.asarray(data.mask, dtype=bool)
         clamp_value = provenance.get("clamp_value", float("nan"))
