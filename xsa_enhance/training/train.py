@@ -263,6 +263,34 @@ def _load_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return obj
 
 
+class _RawOutput:
+    """Capture the network's output before its final clamp to [0, 1] (training only).
+
+    The networks clamp their output, which zeroes the gradient wherever the raw output leaves
+    [0, 1]; an SR model whose outputs all go negative on the many empty target pixels then
+    never recovers (observed: constant validation loss). Training therefore uses a
+    straight-through clamp: the forward value is the clamped output, the gradient is that of the
+    raw output. Inference is unchanged.
+    """
+
+    def __init__(self, net: torch.nn.Module, kind: str) -> None:
+        self.kind = kind
+        self.value: torch.Tensor | None = None
+        self.handle = net.conv_last.register_forward_hook(self._hook)  # type: ignore[union-attr]
+
+    def _hook(self, _module: torch.nn.Module, _inp: Any, out: torch.Tensor) -> None:
+        self.value = out
+
+    def __call__(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        clamped = net(x)
+        raw = self.value
+        if raw is None:  # pragma: no cover - every network has conv_last
+            return clamped
+        if self.kind == "dn":
+            raw = raw + x[:, :1]
+        return raw + (clamped - raw).detach()
+
+
 def _validation_batches(source: PairSource, cfg: TrainConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
     rng = np.random.default_rng([int(cfg.seed), 999_999_937])
     out = []
@@ -274,7 +302,8 @@ def _validation_batches(source: PairSource, cfg: TrainConfig) -> list[tuple[torc
 
 @torch.no_grad()
 def _validate(net: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]],
-              loss_fn: WeightedLoss, device: torch.device, stretch: str) -> dict[str, float]:
+              loss_fn: WeightedLoss, device: torch.device, stretch: str,
+              with_input: bool = False) -> dict[str, float]:
     net.eval()
     losses = []
     mse_lin = []
@@ -286,8 +315,22 @@ def _validate(net: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tens
         mse_lin.append(float(np.mean((p_lin - y_lin) ** 2)))
     net.train()
     mse = float(np.mean(mse_lin))
+    if with_input:
+        mse_in = []
+        for x, y in batches:
+            xin = denormalise(x[:, :1].numpy(), stretch=stretch)
+            if y.shape[-1] != x.shape[-1]:
+                f = y.shape[-1] // x.shape[-1]
+                xin = np.repeat(np.repeat(xin, f, axis=-2), f, axis=-1)
+            mse_in.append(float(np.mean((xin - denormalise(y.numpy(), stretch=stretch)) ** 2)))
+        m_in = float(np.mean(mse_in))
+        extra = {"val_input_psnr_linear": float(10 * math.log10(1.0 / m_in)) if m_in > 0
+                 else float("inf")}
+    else:
+        extra = {}
     return {"val_loss": float(np.mean(losses)),
-            "val_psnr_linear": float(10 * math.log10(1.0 / mse)) if mse > 0 else float("inf")}
+            "val_psnr_linear": float(10 * math.log10(1.0 / mse)) if mse > 0 else float("inf"),
+            **extra}
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
@@ -412,11 +455,13 @@ def train(
     stopped_by_time = False
     running: list[float] = []
     batches = train_src.iterate(config.seed, start_step=step, batch_size=config.batch_size)
+    forward = _RawOutput(net, config.kind)
     net.train()
 
     def checkpoint(at: int) -> None:
         nonlocal best_val, best_step
-        figures = _validate(net, val_batches, loss_fn, device, config.stretch)
+        figures = _validate(net, val_batches, loss_fn, device, config.stretch,
+                            with_input=(at == 0))
         improved = figures["val_loss"] < best_val
         if improved:
             best_val, best_step = figures["val_loss"], at
@@ -438,7 +483,7 @@ def train(
     while step < config.steps:
         x, y = next(batches)
         x, y = x.to(device), y.to(device)
-        pred = net(x)
+        pred = forward(net, x)
         loss = loss_fn(pred, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
