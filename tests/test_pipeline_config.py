@@ -133,3 +133,42 @@ def test_unreachable_archive_fails_the_run_cleanly(tmp_path):
                                     "--model", "none-such"])
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert res.output.startswith("error:") and res.output.strip().count("\n") == 0
+
+
+def test_demo_fallback_matches_the_shipped_demo_pipeline():
+    from xsa_enhance.cli.demo import _DEMO_FALLBACK
+
+    shipped = load_pipeline(REPO / "pipelines" / "demo.yaml")
+    fallback = PipelineConfig.from_dict(_DEMO_FALLBACK)
+    assert fallback.with_overrides(store=shipped.store) == shipped
+
+
+def test_demo_uses_whatever_the_registry_has(tmp_path, monkeypatch):
+    import torch
+
+    from xsa_enhance.cli.demo import demo_models
+    from xsa_enhance.models import build_network
+    from xsa_enhance.models.registry import register_weights, save_weights
+
+    monkeypatch.setenv("XSA_ENHANCE_WEIGHTS_DIR", str(tmp_path / "registry"))
+    (tmp_path / "registry").mkdir()
+    assert demo_models() == ([], "")
+    torch.manual_seed(0)
+    w = tmp_path / "dn.pt"
+    save_weights(build_network("dn", filters=4, blocks=1, growth=4), w, name="my-dn", kind="dn",
+                 config={}, card={})
+    register_weights(w, name="my-dn", kind="dn")
+    register_weights(w, name="my-dn", kind="dn")
+    names, note = demo_models()
+    assert names == ["my-dn-v2"] and "not installed" in note
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path):
+    """The README's main job (minutes: simulates six observations)."""
+    res = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo"), "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    assert "1 failed" in res.output and "2 skipped" in res.output and "3 ok" in res.output
+    assert list((tmp_path / "demo" / "quicklooks").glob("*.png"))
+    store = ProductStore(tmp_path / "demo" / "store.zarr", mode="r")
+    assert store.catalog("observations").nrows == 3 and store.run_log[-1]["status"] == "finished"

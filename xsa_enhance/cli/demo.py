@@ -16,6 +16,16 @@ logger = logging.getLogger(__name__)
 
 _PIPELINE = Path(__file__).resolve().parents[2] / "pipelines" / "demo.yaml"
 _PREFERRED = ("xmm-superres-v1", "xmm-denoise-v1")
+_DEMO_FALLBACK: dict[str, Any] = {
+    "kind": "pipeline",
+    "name": "demo",
+    "archive": {"retries": 1, "backoff_s": 0.5, "timeout_s": 60},
+    "selection": {"min_duration_ks": 20},
+    "events": {"slice_lengths_ks": "all", "include_full": True},
+    "enhance": {"models": list(_PREFERRED), "clamps": ["constant", "quantile:0.9999"],
+                "slice_lengths_ks": [20], "torch_threads": 1},
+    "executor": {"kind": "local", "workers": 2, "threads_per_worker": 1, "memory_limit": "3GiB"},
+}
 
 
 def demo_models() -> tuple[list[str], str]:
@@ -65,7 +75,7 @@ def demo_cmd(out_dir: Path, n_obs: int, workers: int, seed: int, in_process: boo
     query, and writes quicklook PNGs to OUT/quicklooks.
     """
     from xsa_enhance.cli.run import ProgressPrinter, _print_dashboard
-    from xsa_enhance.pipeline import load_pipeline, run_pipeline
+    from xsa_enhance.pipeline import PipelineConfig, load_pipeline, run_pipeline
     from xsa_enhance.standin import LocalArchive
     from xsa_enhance.store import ProductStore
     from xsa_enhance.store.export import export_png
@@ -83,7 +93,10 @@ def demo_cmd(out_dir: Path, n_obs: int, workers: int, seed: int, in_process: boo
         )
     else:
         click.echo(model_note, err=True)
-    base = load_pipeline(_PIPELINE)
+    if _PIPELINE.is_file():
+        base = load_pipeline(_PIPELINE)
+    else:  # an installed package without the checkout: the same settings as pipelines/demo.yaml
+        base = PipelineConfig.from_dict(_DEMO_FALLBACK)
     click.echo(f"starting the local archive with {n_obs} simulated observations "
                f"(first start simulates their event lists) ...", err=True)
     with LocalArchive(out_dir / "archive", n_observations=n_obs, seed=seed) as archive:
