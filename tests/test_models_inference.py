@@ -139,3 +139,17 @@ def test_cuda_autocast_close_to_cpu(tmp_path):
     assert gpu.attrs["precision"] in ("bf16", "fp16")
     scale = cpu.attrs["clamp_value_output"] * model.target_exposure_s
     assert np.abs(gpu.counts - cpu.counts).max() / scale < 0.05
+
+
+def test_reduced_precision_autocast_on_cpu(tmp_path):
+    """bf16 autocast runs through the same path as on CUDA and stays close to fp32."""
+    model = _model(tmp_path, "sr", pad=(64, 64))
+    counts, t_in, mask = _frame((60, 50))
+    ref = enhance(counts, t_in, mask, model, precision="fp32")
+    low = enhance(counts, t_in, mask, model, precision="bf16")
+    assert (ref.attrs["precision"], low.attrs["precision"]) == ("fp32", "bf16")
+    scale = ref.attrs["clamp_value_output"] * model.target_exposure_s
+    diff = np.abs(low.counts - ref.counts).max() / scale
+    assert 0 < diff < 0.05
+    with pytest.raises(ValueError, match="precision"):
+        enhance(counts, t_in, mask, model, precision="fp8")  # type: ignore[arg-type]
