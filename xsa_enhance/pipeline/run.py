@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xsa_enhance._version import __version__
-from xsa_enhance.errors import XsaError
+from xsa_enhance.errors import InputFileError, XsaError
 from xsa_enhance.pipeline.config import PipelineConfig
 from xsa_enhance.pipeline.executors import InProcessExecutor, make_executor
 from xsa_enhance.pipeline.selection import SelectionPlan, plan_selection
@@ -213,7 +213,28 @@ def run_pipeline(
     ------
     ConfigError
         Invalid configuration, or ``enhance.require_models`` and a model is missing.
+    InputFileError
+        The product store cannot be written (disk full, permissions...): the store and the
+        reason; what was committed before stays consistent and a rerun resumes.
     """
+    try:
+        return _run_pipeline(config, executor=executor, progress=progress, plan=plan,
+                             on_executor=on_executor)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        raise InputFileError(config.store, f"cannot write the product store: {reason}{where}") from exc
+
+
+def _run_pipeline(
+    config: PipelineConfig,
+    *,
+    executor: Any,
+    progress: Callable[[ProgressState], None] | None,
+    plan: SelectionPlan | None,
+    on_executor: Callable[[Any], None] | None,
+) -> RunSummary:
+    """The body of :func:`run_pipeline` (OSErrors escape from here)."""
     t_wall = time.perf_counter()
     run_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
     store = ProductStore(config.store, mode="a", storage_options=config.storage_options or None)
@@ -324,10 +345,14 @@ def run_pipeline(
             on_executor(executor)
     except BaseException as exc:
         # selection, models or the executor failed before any task ran
-        store.record_run({"run_id": run_id, "name": config.name, "started": summary.started,
-                          "finished": utcnow(), "status": "failed",
-                          "error": f"{type(exc).__name__}: {exc}", "software_version": __version__})
-        store.consolidate()
+        try:
+            store.record_run({"run_id": run_id, "name": config.name, "started": summary.started,
+                              "finished": utcnow(), "status": "failed",
+                              "error": f"{type(exc).__name__}: {exc}",
+                              "software_version": __version__})
+            store.consolidate()
+        except OSError:
+            logger.exception("could not log the failed run in %s", store.url)
         raise
 
 
@@ -424,17 +449,22 @@ def run_pipeline(
             executor.close()
         summary.finished = utcnow()
         complete = all(s.pending == 0 for s in states.values())
-        store.record_run({
-            "run_id": run_id, "name": config.name, "started": summary.started,
-            "finished": summary.finished,
-            "status": "finished" if complete else "interrupted",
-            "selection_since": summary.selection_since,
-            "n_ok": summary.count("ok"), "n_failed": summary.count("failed"),
-            "n_skipped": summary.count("skipped"), "n_slices": summary.n_slices,
-            "n_products": summary.n_products, "software_version": __version__,
-            "models": [m.__dict__ for m in summary.models],
-        })
-        store.consolidate()
+        try:
+            store.record_run({
+                "run_id": run_id, "name": config.name, "started": summary.started,
+                "finished": summary.finished,
+                "status": "finished" if complete else "interrupted",
+                "selection_since": summary.selection_since,
+                "n_ok": summary.count("ok"), "n_failed": summary.count("failed"),
+                "n_skipped": summary.count("skipped"), "n_slices": summary.n_slices,
+                "n_products": summary.n_products, "software_version": __version__,
+                "models": [m.__dict__ for m in summary.models],
+            })
+            store.consolidate()
+        except OSError:
+            if complete:
+                raise
+            logger.exception("could not log the interrupted run in %s", store.url)
         summary.driver_seconds["finalize_s"] = time.perf_counter() - t_fin
         summary.wall_s = time.perf_counter() - t_wall
     return summary

@@ -177,13 +177,20 @@ class ProductStore:
                 self.root = zarr.open_group(self.url, **kwargs)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
             raise InputFileError(self.url, "no product store here") from exc
+        except OSError as exc:  # permissions, read-only or full file system...
+            raise InputFileError(self.url, f"cannot open the product store: {exc.strerror or exc}") from exc
         except (ValueError, zarr.errors.ContainsArrayError) as exc:
             raise InputFileError(self.url, f"not a usable Zarr v3 store ({exc})") from exc
         if mode == "r":
             if self.root.attrs.get("xsa_enhance_store") is None:
                 raise InputFileError(self.url, "not an xsa-enhance product store")
         else:
-            self._initialise()
+            try:
+                self._initialise()
+            except OSError as exc:
+                raise InputFileError(
+                    self.url, f"cannot write the product store: {exc.strerror or exc}"
+                ) from exc
 
     # ------------------------------------------------------------------ set-up
     def _initialise(self) -> None:
