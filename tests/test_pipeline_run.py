@@ -235,7 +235,8 @@ def test_sigkill_partway_then_resume_equals_uninterrupted(archive, tiny_models, 
     url = tmp_path / "killed.zarr"
     # downloads kept by the reference run are reused (verified, "cached"): this test is
     # about the store, not the transfers
-    cfg = _config(archive, tiny_models, url, downloads=downloads)
+    cfg = _config(archive, tiny_models, url, downloads=downloads).with_overrides(
+        commit_interval_s=0.0)  # commit after every round: the kill lands between commits
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(cfg.to_dict())],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     meta = url / "zarr.json"

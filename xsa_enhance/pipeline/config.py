@@ -184,6 +184,10 @@ class PipelineConfig:
         later runs, instead of deleting them after each task.
     force : bool
         Redo observations already in the store.
+    commit_interval_s : float
+        The driver gathers catalog rows and commits them at most this often (0: after every
+        round of finished tasks). Larger batches cost less; rows not yet committed when a run
+        is killed belong to complete groups that the next run removes and redoes.
     """
 
     name: str = "pipeline"
@@ -197,6 +201,7 @@ class PipelineConfig:
     work_dir: str | None = None
     keep_downloads: bool = False
     force: bool = False
+    commit_interval_s: float = 2.0
 
     # ------------------------------------------------------------------ conversion
     def to_dict(self) -> dict[str, Any]:

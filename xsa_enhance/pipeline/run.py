@@ -261,13 +261,18 @@ def _run_pipeline(
         records = {r["obsid"]: r for r in plan.records}
         batch: dict[str, list[dict[str, Any]]] = {}
 
-        def flush() -> None:
+        last_commit = [time.perf_counter()]
+
+        def flush(*, force: bool = True) -> None:
             """Commit the rows gathered since the last flush, all together."""
+            now = time.perf_counter()
+            if not force and now - last_commit[0] < config.commit_interval_s:
+                return
             if any(batch.values()):
-                t0 = time.perf_counter()
                 store.commit(batch, run_id=run_id)
                 summary.driver_seconds["commit_s"] = (
-                    summary.driver_seconds.get("commit_s", 0.0) + time.perf_counter() - t0)
+                    summary.driver_seconds.get("commit_s", 0.0) + time.perf_counter() - now)
+                last_commit[0] = time.perf_counter()
             batch.clear()
 
         state = ProgressState(observations_total=len(records) + len(plan.skipped))
@@ -371,6 +376,7 @@ def _run_pipeline(
             st.pending += 1
             state.products_total += 1
 
+    summary.driver_seconds["setup_s"] = time.perf_counter() - t_wall
     try:
         for obsid in sorted(records):
             st = _ObsState(obsid)
@@ -397,7 +403,6 @@ def _run_pipeline(
             pending[fut] = ("observation", obsid)
             st.pending += 1
         flush()
-        summary.driver_seconds["setup_s"] = time.perf_counter() - t_wall
         report("submitted")
 
         while pending:
@@ -438,7 +443,7 @@ def _run_pipeline(
                     report()
                 if st.pending == 0:
                     finish(st)
-            flush()
+            flush(force=not pending)
     finally:
         t_fin = time.perf_counter()
         try:
