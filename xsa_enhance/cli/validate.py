@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from xsa_enhance.config import available_schemas, validate_file
+from xsa_enhance.config.store_check import is_product_store, validate_store
 from xsa_enhance.config.validate import ValidationIssue
 from xsa_enhance.errors import InputFileError
 
@@ -19,7 +20,9 @@ _SUFFIXES = (".yaml", ".yml", ".json")
 def _expand(paths: tuple[Path, ...]) -> list[Path]:
     out: list[Path] = []
     for path in paths:
-        if path.is_dir():
+        if path.is_dir() and is_product_store(path):
+            out.append(path)
+        elif path.is_dir():
             out.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in _SUFFIXES))
         else:
             out.append(path)
@@ -48,6 +51,10 @@ def _expand(paths: tuple[Path, ...]) -> list[Path]:
 def validate(files: tuple[Path, ...], schema: str | None, fmt: str, list_schemas: bool) -> None:
     """Check FILE... (YAML or JSON; a folder means its *.yaml/*.yml/*.json files).
 
+    A product store folder is checked whole: every catalog row against
+    schemas/catalog-<name>.schema.json and every product's attributes against
+    schemas/product-attributes.schema.json.
+
     Every problem is reported with its location (file:line:column and the JSON path).
     Exit status 0 when all files are valid, 1 when any has a problem.
     """
@@ -62,7 +69,10 @@ def validate(files: tuple[Path, ...], schema: str | None, fmt: str, list_schemas
     bad_files = 0
     for path in checked:
         try:
-            issues = validate_file(path, schema=schema)
+            if path.is_dir():
+                issues = validate_store(path)
+            else:
+                issues = validate_file(path, schema=schema)
         except InputFileError as exc:
             issues = [ValidationIssue("$", exc.reason, str(path))]
         problems.extend(issues)

@@ -17,6 +17,7 @@ from xsa_enhance.config.jobqueue import (
     load_jobqueue_config,
     make_jobqueue_cluster,
 )
+from xsa_enhance.config.store_check import is_product_store, validate_store
 from xsa_enhance.config.schemas import available_schemas, load_schema, schema_dir
 from xsa_enhance.config.validate import (
     ValidationIssue,
@@ -41,4 +42,6 @@ __all__ = [
     "schema_dir",
     "validate_data",
     "validate_file",
+    "validate_store",
+    "is_product_store",
 ]
