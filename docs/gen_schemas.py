@@ -28,6 +28,7 @@ and the attributes written on every product. Check a file against them with
 xsa-enhance validate FILE...            # schema chosen from the file's kind
 xsa-enhance validate --schema NAME FILE # or named explicitly
 xsa-enhance validate --list-schemas
+xsa-enhance validate STORE.zarr         # a whole product store: catalog rows and product attributes
 ```
 
 Each problem is reported with its location (`file:line:column: $.json.path: message`) and
