@@ -1,9 +1,11 @@
 """SIGKILL of the whole run at random points; the rerun's store equals an uninterrupted run's.
 
 ``test_pipeline_run.py`` kills one run at one chosen point (after the first slice rows are
-published). Here the kill lands at a time drawn uniformly over the whole run (seeded per
-trial): during selection, downloads, event processing, array writes, catalog commits,
-inference or the final bookkeeping. Odd trials kill the resumed run a second time. After
+published). Here the kill point is drawn at random (seeded per trial) over the whole run: the
+child reports every progress event of the driver, the trial picks one of the reference run's
+progress events uniformly and then a random delay inside the gap that follows it (as timed in
+the reference run), so kills land during selection, downloads, event processing, array writes,
+catalog commits, inference and the final bookkeeping alike. Odd trials kill the resumed run a second time. After
 every kill the store must open, and every row it shows must describe complete, readable data
 (:func:`check_store_integrity` with orphans allowed); after the final rerun there must be no
 orphans, no duplicate rows, and the store must equal the uninterrupted run's, array for array.
@@ -43,12 +45,20 @@ KINDS = ["normal", "flares", "corrupt"]
 SEED = 31
 
 _CHILD = textwrap.dedent("""
-    import json, sys, pathlib
+    import json, os, sys, pathlib
     from xsa_enhance.pipeline import PipelineConfig, run_pipeline, InProcessExecutor
+    import xsa_enhance.models, xsa_enhance.events, xsa_enhance.archive, torch  # warm imports
     cfg = PipelineConfig.from_dict(json.loads(sys.argv[1]))
+    progress_file = pathlib.Path(sys.argv[3])
+    events = [0]
+    def progress(state):
+        events[0] += 1
+        tmp = progress_file.with_suffix(".tmp")
+        tmp.write_text(str(events[0]))
+        os.replace(tmp, progress_file)
     pathlib.Path(sys.argv[2]).write_text("ready")
     with InProcessExecutor() as ex:
-        run_pipeline(cfg, executor=ex)
+        run_pipeline(cfg, executor=ex, progress=progress)
 """)
 
 
@@ -66,28 +76,45 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(archive, models, tmp_path_factory):
+    from xsa_enhance.pipeline import InProcessExecutor, PipelineConfig, run_pipeline
+
     url = tmp_path_factory.mktemp("ref") / "store.zarr"
+    stamps: list[float] = []
     t0 = time.perf_counter()
-    summary = run_in_process(pipeline_dict(archive, url, models))
+    with InProcessExecutor() as ex:
+        summary = run_pipeline(PipelineConfig.from_dict(pipeline_dict(archive, url, models)),
+                               executor=ex,
+                               progress=lambda state: stamps.append(time.perf_counter() - t0))
     wall = time.perf_counter() - t0
     status = {o["obsid"]: o["status"] for o in summary.outcomes}
     assert sorted(status.values()) == ["failed", "ok", "ok"], summary.format()
     counts = check_store_integrity(url)
     assert counts["products"] >= 2
-    return url, wall, snapshot(url)
+    return url, (stamps, wall), snapshot(url)
 
 
-def _kill_at_random(doc: dict, tmp: Path, delay_s: float) -> dict:
-    """Start a run in a child process, SIGKILL it ``delay_s`` after it is ready."""
-    ready = tmp / f"ready-{time.monotonic_ns()}"
-    log = open(tmp / "child.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(doc), str(ready)],
-                            stdout=log, stderr=log)
+def _progress(path: Path) -> int:
     try:
-        deadline = time.monotonic() + 180
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def _kill_at_random(doc: dict, tmp: Path, after_events: int, delay_s: float) -> dict:
+    """Start a run in a child process; SIGKILL it ``delay_s`` after its n-th progress event."""
+    tag = time.monotonic_ns()
+    ready, progress = tmp / f"ready-{tag}", tmp / f"progress-{tag}"
+    log = open(tmp / "child.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(doc), str(ready),
+                             str(progress)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 240
         while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
         assert ready.exists(), (tmp / "child.log").read_text()[-2000:]
+        while (_progress(progress) < after_events and proc.poll() is None
+               and time.monotonic() < deadline):
+            time.sleep(0.005)
         time.sleep(delay_s)
         finished_first = proc.poll() is not None
         if not finished_first:
@@ -105,16 +132,18 @@ def _kill_at_random(doc: dict, tmp: Path, delay_s: float) -> dict:
 
 
 def _trial(seed: int, archive, models, reference, tmp_path: Path) -> list[dict]:
-    ref_url, wall, ref_snap = reference
+    ref_url, (stamps, wall), ref_snap = reference
     rng = np.random.default_rng(seed)
+    bounds = [0.0] + stamps + [wall]
     url = tmp_path / "store.zarr"
     doc = pipeline_dict(archive, url, models)
     n_kills = 1 + seed % 2
     states = []
     for _ in range(n_kills):
-        delay = float(rng.uniform(0.0, 1.1 * wall))
-        state = _kill_at_random(doc, tmp_path, delay)
-        state["delay_s"] = round(delay, 2)
+        event = int(rng.integers(0, len(stamps) + 1))
+        delay = float(rng.uniform(0.0, bounds[event + 1] - bounds[event]))
+        state = _kill_at_random(doc, tmp_path, event, delay)
+        state.update(after_event=event, of_events=len(stamps), delay_s=round(delay, 3))
         if url.exists() and (url / "zarr.json").exists():
             try:
                 store = ProductStore(url, mode="r")
