@@ -168,3 +168,22 @@ def test_cli_train_reports_user_errors_in_one_line(tmp_path):
     r = CliRunner().invoke(main, ["train", "--kind", "sr", "--preset", "small", "--out",
                                   str(tmp_path / "o"), "--train-set", str(tmp_path / "none")])
     assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_cli_evaluate_writes_report_figures_and_panels(dn_set, tmp_path):
+    from xsa_enhance.cli.main import main
+
+    train(_cfg("dn", dn_set, steps=2, val_every=2), tmp_path / "r")
+    wfile = tmp_path / "w.pt"
+    export_weights(tmp_path / "r", wfile, name="tiny-dn")
+    out = tmp_path / "eval"
+    r = CliRunner().invoke(main, ["evaluate", "--model", str(wfile), "--test-set", dn_set,
+                                  "--out", str(out), "--n-images", "1"])
+    assert r.exit_code == 0, r.output
+    figs = json.loads((out / "figures.json").read_text())
+    assert set(figs["methods"]) == {"input", "model", "gaussian", "wavelet", "richardson_lucy"}
+    assert (out / "panel_00.png").stat().st_size > 1000
+    assert "psnr_gain_db" in (out / "report.md").read_text()
+    r = CliRunner().invoke(main, ["evaluate", "--model", "no-such-model", "--test-set", dn_set,
+                                  "--out", str(out)])
+    assert r.exit_code == 2 and "unknown model" in r.output and "Traceback" not in r.output
