@@ -6,7 +6,9 @@ renders it at every ``mkdocs build``, so the site always matches ``schemas/``.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,17 @@ the exit status is 1 when any file has a problem. In Python:
 
 def _esc(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _prose(text: str) -> str:
+    """Free text from a schema, shown literally: outside `code spans`, HTML characters and
+    Markdown emphasis markers are escaped."""
+    parts = re.split(r"(`[^`]*`)", str(text))
+    for i, part in enumerate(parts):
+        if not (part.startswith("`") and part.endswith("`") and len(part) > 1):
+            part = html.escape(part, quote=False)
+            parts[i] = re.sub(r"([\\_*\[\]])", r"\\\1", part)
+    return _esc("".join(parts))
 
 
 def _type(spec: dict[str, Any]) -> str:
@@ -85,7 +98,7 @@ _CONSTRAINTS = {
 def _details(spec: dict[str, Any]) -> str:
     parts = []
     if spec.get("description"):
-        parts.append(_esc(spec["description"]).rstrip("."))
+        parts.append(_prose(spec["description"]).rstrip("."))
     for key, fmt in _CONSTRAINTS.items():
         if key in spec:
             value = spec[key]
@@ -128,20 +141,20 @@ def render_schema(path: Path) -> str:
     """Markdown section for one schema file."""
     doc = json.loads(path.read_text(encoding="utf-8"))
     name = path.name.removesuffix(".json").removesuffix(".schema")
-    out = [f"## {doc.get('title') or name}", ""]
+    out = [f"## {_prose(doc.get('title') or name)}", ""]
     out.append(f"File `schemas/{path.name}` (name `{name}`)" + (
         f", `$id` `{doc['$id']}`." if doc.get("$id") else "."
     ))
     out.append("")
     if doc.get("description"):
-        out += [_esc(doc["description"]), ""]
+        out += [_prose(doc["description"]), ""]
     nested: list[tuple[str, dict[str, Any]]] = []
     _object_table(doc, "", out, nested)
     while nested:
         prefix, sub = nested.pop(0)
         out += [f"### `{prefix}`", ""]
         if sub.get("description"):
-            out += [_esc(sub["description"]), ""]
+            out += [_prose(sub["description"]), ""]
         _object_table(sub, prefix + ".", out, nested)
     for key in ("$defs", "definitions"):
         for def_name, sub in (doc.get(key) or {}).items():
