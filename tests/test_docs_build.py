@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+from html import escape
 import shlex
 import shutil
 import subprocess
@@ -97,6 +98,25 @@ def test_schema_page_covers_every_schema_key(site):
             assert doc["title"].replace("&", "&amp;") in html
         for key in _keys(doc):
             assert f"<code>{key}</code>" in html, f"{path.name}: {key} missing from schemas page"
+        # descriptions come out literally (no <tag> swallowed, no _emphasis_)
+        text = " ".join(html.split())
+        for desc in _descriptions(doc):
+            if "`" in desc:
+                continue
+            want = escape(" ".join(desc.split()).rstrip("."), quote=False)
+            assert want in text, f"{path.name}: description {desc!r} mangled on the schemas page"
+
+
+def _descriptions(schema: dict) -> list[str]:
+    out = []
+    for sub in (schema.get("properties") or {}).values():
+        if isinstance(sub, dict):
+            if isinstance(sub.get("description"), str):
+                out.append(sub["description"])
+            out += _descriptions(sub)
+            if isinstance(sub.get("items"), dict):
+                out += _descriptions(sub["items"])
+    return out
 
 
 def _code_blocks(text: str) -> list[str]:
