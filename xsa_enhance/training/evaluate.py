@@ -249,6 +249,14 @@ def _markdown(rep: EvaluationReport, panels: list[str]) -> str:
             lines.append("")
             lines.append("The reference DN figures are on real data with a fine-tuned model; "
                          "ours are on simulations.")
+    med = rep.meta.get("median", {})
+    if med:
+        lines += ["", "Median over images (PSNR, MS-SSIM): " + "; ".join(
+            f"{k} {_fmt(v['psnr'])} / {_fmt(v['ms_ssim'])}" for k, v in med.items())]
+    wins = rep.meta.get("model_psnr_win_fraction", {})
+    if wins:
+        lines += ["", "Fraction of images where the model's PSNR is higher: " + "; ".join(
+            f"vs {k} {v:.2f}" for k, v in wins.items())]
     lines += ["", "## By region (mean over images)", "",
               "| method | region | pixels | L1 | PSNR | Poisson | bias |", "|---|---|---|---|---|---|---|"]
     for meth, regs in rep.regions.items():
@@ -381,6 +389,14 @@ def evaluate(
             for m in methods}
     std = {m: {k: float(np.nanstd([p[m][k] for p in per_image])) for k in METRICS}
            for m in methods}
+    median = {m: {k: float(np.nanmedian([p[m][k] for p in per_image])) for k in METRICS}
+              for m in methods}
+    wins = {}
+    if "model" in methods:
+        for m in methods:
+            if m == "model":
+                continue
+            wins[m] = float(np.mean([p["model"]["psnr"] > p[m]["psnr"] for p in per_image]))
     regions_mean: dict[str, dict[str, dict[str, float]]] = {}
     for m in methods:
         regions_mean[m] = {}
@@ -400,6 +416,8 @@ def evaluate(
             "clamp": clamp or getattr(loaded, "clamp", "constant"),
             "target_clamp": t_clamp, "input_exposure_s": in_exp, "target_exposure_s": out_exp,
             "baselines": list(baselines), "p_extended": p_extended, "p_agn": p_agn,
+            "median": median,
+            "model_psnr_win_fraction": wins,
         },
         out_dir=out_path,
     )

@@ -195,6 +195,16 @@ def card_tables(work: Path) -> str:
             row = [fmt(meth[n].get(m)) for n in names]
             lines.append(f"| {m} ({arrow}) | " + " | ".join(row) + f" | "
                          f"{fmt(ref['input'].get(m))} | {fmt(ref['model'].get(m))} |")
+        med = meta.get("median", {})
+        if med:
+            lines.append("| psnr, median over images | " + " | ".join(
+                fmt(med[n]["psnr"]) for n in names) + " | | |")
+            lines.append("| ms_ssim, median over images | " + " | ".join(
+                fmt(med[n]["ms_ssim"]) for n in names) + " | | |")
+        wins = meta.get("model_psnr_win_fraction", {})
+        if wins:
+            lines += ["", "Fraction of test images on which the model's PSNR beats: " + ", ".join(
+                f"{k} {v:.2f}" for k, v in wins.items()) + "."]
         lines += ["", "| region | method | L1 | PSNR | bias |", "|---|---|---|---|---|"]
         for reg in ("background", "faint_extended", "point_sources"):
             for n in names:
