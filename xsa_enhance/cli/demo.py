@@ -74,7 +74,7 @@ def demo_cmd(out_dir: Path, n_obs: int, workers: int, seed: int, in_process: boo
     pipeline through astroquery on a Dask LocalCluster, prints the run summary and a catalog
     query, and writes quicklook PNGs to OUT/quicklooks.
     """
-    from xsa_enhance.cli.run import ProgressPrinter, _print_dashboard
+    from xsa_enhance.cli.run import ProgressPrinter, _print_dashboard, quiet_dask_logs
     from xsa_enhance.pipeline import PipelineConfig, load_pipeline, run_pipeline
     from xsa_enhance.standin import LocalArchive
     from xsa_enhance.store import ProductStore
@@ -82,6 +82,7 @@ def demo_cmd(out_dir: Path, n_obs: int, workers: int, seed: int, in_process: boo
     from xsa_enhance.store.query import format_table, query_catalog
 
     t0 = time.perf_counter()
+    quiet_dask_logs()
     out_dir.mkdir(parents=True, exist_ok=True)
     models, model_note = demo_models()
     if not models:

@@ -67,6 +67,17 @@ def build_config(
     return cfg.with_overrides(**overrides)
 
 
+def quiet_dask_logs() -> None:
+    """Keep Dask's own INFO chatter (scheduler, nanny, worker start/stop) out of ``-v``.
+
+    ``-vv`` (DEBUG) shows it again.
+    """
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in ("distributed", "distributed.scheduler", "distributed.nanny",
+                     "distributed.core", "distributed.http.proxy", "distributed.worker"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _print_dashboard(executor: Any) -> None:
     link = getattr(executor, "dashboard_link", None)
     if link:
@@ -193,6 +204,7 @@ def run_cmd(
     from xsa_enhance.pipeline import PipelineConfig
 
     config = PipelineConfig.from_dict(config.to_dict(), source="command line")
+    quiet_dask_logs()
     printer = ProgressPrinter()
     try:
         summary = run_pipeline(config, progress=printer, on_executor=_print_dashboard)
