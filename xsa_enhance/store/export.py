@@ -258,7 +258,7 @@ def quicklook_png(
     for ax, (label, img) in zip(axes[0], images):
         img = np.asarray(img, dtype=float)
         # per 4" pixel area so 1x and 2x images share a scale
-        img = img * (411.0 / img.shape[0]) ** 2
+        img = img * (img.shape[0] / 411.0) ** 2  # a 2" pixel is a quarter of a 4" one
         if hi is None:
             hi = float(np.nanpercentile(img[img > 0], 99.5)) if np.any(img > 0) else 1.0
         ax.imshow(np.arcsinh(img / max(hi * 0.05, 1e-9)), origin="lower", cmap="magma",
@@ -270,7 +270,9 @@ def quicklook_png(
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 0.92))
+    else:
+        fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)

@@ -87,8 +87,9 @@ def query_catalog(
     Returns
     -------
     astropy.table.Table
-        The matching rows with units and descriptions; ``ra_pnt``/``dec_pnt`` columns are
-        joined in for ``slices`` and ``products``.
+        The matching rows with units and descriptions, sorted by the catalog's key (the
+        runs log by time); ``ra_pnt``/``dec_pnt`` columns are joined in for ``slices`` and
+        ``products``.
 
     Raises
     ------
@@ -150,6 +151,12 @@ def query_catalog(
             times = Time([str(v).rstrip("Z") for v in table[col]], format="isot", scale="utc")
             keep &= (times >= t0)
     out = table[keep]
+    # a stable order whatever the order of the commits: by key (the runs log by time)
+    from xsa_enhance.store.catalog import CATALOG_KEYS
+
+    order = list(CATALOG_KEYS[catalog]) or ["finished", "obsid"]
+    if len(out):
+        out.sort(order)
     out.meta["catalog"] = catalog
     out.meta["store"] = store.url
     logger.debug("query %s: %d of %d rows", catalog, len(out), len(table))
