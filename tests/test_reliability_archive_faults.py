@@ -205,9 +205,6 @@ def test_tap_down_is_one_clear_line_and_the_store_is_left_usable(root, models, t
     assert store.catalog("observations").nrows == 0 and store.list_observations() == []
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline.run.run_pipeline: when the selection fails "
-                   "(TAP down) the run record written at the start stays 'running' forever; "
-                   "it should be closed as failed")
 def test_run_that_could_not_select_is_not_left_running(root, tmp_path):
     from xsa_enhance.errors import XsaError
 
@@ -216,4 +213,5 @@ def test_run_that_could_not_select_is_not_left_running(root, tmp_path):
                       faults=FaultPlan(tap_errors=ALWAYS)) as la:
         with pytest.raises(XsaError):
             run_in_process(pipeline_dict(la, url, [], retries=0))
-    assert ProductStore(url, mode="r").run_log[-1]["status"] != "running"
+    last = ProductStore(url, mode="r").run_log[-1]
+    assert last["status"] == "failed" and "503" in last.get("error", ""), last

@@ -182,6 +182,26 @@ def check_store_integrity(url: Path | str, *, allow_orphans: bool = False) -> di
     return n
 
 
+def check_visible_state(url: Path | str) -> dict[str, int] | None:
+    """After a crash: ``None`` if the store was never initialised, else the integrity counts.
+
+    A store killed while it was being created is not yet a product store; readers are told so
+    (``InputFileError``) and the next run completes it. Otherwise everything it shows must be
+    complete and readable (orphans allowed: the next run removes them).
+    """
+    from xsa_enhance.errors import InputFileError
+    from xsa_enhance.store import ProductStore
+
+    if not (Path(url) / "zarr.json").exists():
+        return None
+    try:
+        ProductStore(url, mode="r")
+    except InputFileError as exc:
+        assert "not an xsa-enhance product store" in str(exc), exc
+        return None
+    return check_store_integrity(url, allow_orphans=True)
+
+
 def outcomes_by_obsid(summary: Any) -> dict[str, dict[str, Any]]:
     """The run summary's outcomes keyed by observation."""
     return {o["obsid"]: o for o in summary.outcomes}
