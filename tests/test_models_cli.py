@@ -116,6 +116,7 @@ def test_enhance_dn_by_registered_alias_without_mask(tmp_path, weights, monkeypa
     ("unknown-model", "known models"),
     ("bad-clamp", "invalid clamp"),
     ("not-fits", "not a readable FITS"),
+    ("nan-pixel", "non-finite"),
 ])
 def test_user_errors_are_one_line(tmp_path, weights, monkeypatch, case, needle):
     monkeypatch.setenv("XSA_ENHANCE_WEIGHTS_DIR", str(tmp_path / "empty"))
@@ -132,6 +133,11 @@ def test_user_errors_are_one_line(tmp_path, weights, monkeypatch, case, needle):
         clamp = "quantile:7"
     if case == "not-fits":
         img.write_text("hello")
+    if case == "nan-pixel":
+        with fits.open(img, mode="update") as hdul:
+            data = hdul[0].data.astype(np.float32)
+            data[5, 7] = np.nan
+            hdul[0].data = data
     res = CliRunner().invoke(main, ["enhance", str(img), "--model", model, "--clamp", clamp,
                                     "--out", str(tmp_path / "o.fits")])
     assert res.exit_code == 2

@@ -128,6 +128,11 @@ def test_bad_inputs(tmp_path):
         enhance(np.ones((2, 10, 10)), 100.0, None, model)
     with pytest.raises(ValueError, match="mask shape"):
         enhance(np.ones((10, 10)), 100.0, np.ones((9, 10)), model)
+    for bad in (np.nan, np.inf):
+        img = np.ones((10, 10))
+        img[3, 4] = bad
+        with pytest.raises(ValueError, match="non-finite"):
+            enhance(img, 100.0, None, model)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

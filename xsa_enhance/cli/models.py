@@ -65,8 +65,13 @@ def read_counts_fits(path: str | Path) -> tuple[np.ndarray, float, np.ndarray | 
         raise InputFileError(path, f"EXPOSURE must be positive, got {expo!r}")
     if mask is not None and mask.shape != counts.shape:
         raise InputFileError(path, f"MASK shape {mask.shape} differs from image {counts.shape}")
-    if not np.all(np.isfinite(counts)):
-        logger.warning("%s: non-finite pixels treated as 0", path)
+    bad = ~np.isfinite(counts)
+    if bad.any():
+        iy, ix = (int(v[0]) for v in np.nonzero(bad))
+        raise InputFileError(path, f"{int(bad.sum())} non-finite (NaN/Inf) pixel(s) in the counts "
+                                   f"image, first at row {iy}, column {ix} (0-based)")
+    if mask is not None and not np.all(np.isfinite(mask)):
+        raise InputFileError(path, "non-finite (NaN/Inf) values in the MASK extension")
     return counts, exposure_s, mask, header
 
 

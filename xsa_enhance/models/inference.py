@@ -248,7 +248,10 @@ def _prepare(counts: Any, exposure_s: float, mask: Any | None, model: LoadedMode
     m = _default_mask(c.shape) if mask is None else np.asarray(mask, dtype=np.float64)
     if m.shape != c.shape:
         raise ValueError(f"mask shape {m.shape} differs from the image shape {c.shape}")
-    rate = np.nan_to_num(c, nan=0.0) / float(exposure_s) * m
+    if not (np.all(np.isfinite(c)) and np.all(np.isfinite(m))):
+        raise ValueError(f"counts or mask contain {int(np.count_nonzero(~np.isfinite(c)))} + "
+                         f"{int(np.count_nonzero(~np.isfinite(m)))} non-finite (NaN/Inf) pixels")
+    rate = c / float(exposure_s) * m
     x, info = normalise(rate, spec, stretch, mask=m)
     chans = [x]
     if model.exposure_channel:
