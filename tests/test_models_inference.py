@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from xsa_enhance._version import __version__
+from xsa_enhance.errors import XsaError
 from xsa_enhance.instrument.grid import GRID_1X, GRID_2X
 from xsa_enhance.models.inference import enhance, enhance_batch, pad_frame, plan_tiles
 from xsa_enhance.models.networks import build_network
@@ -132,6 +133,8 @@ def test_bad_inputs(tmp_path):
         img = np.ones((10, 10))
         img[3, 4] = bad
         with pytest.raises(ValueError, match="non-finite"):
+            enhance(img, 100.0, None, model)
+        with pytest.raises(XsaError):  # executors record it per observation
             enhance(img, 100.0, None, model)
 
 

@@ -12,6 +12,7 @@ See ``docs/inference.md``.
 from xsa_enhance.models.inference import (
     CAVEATS,
     EnhancedImage,
+    ImageError,
     enhance,
     enhance_batch,
     pad_frame,
@@ -41,6 +42,7 @@ __all__ = [
     "CAVEATS",
     "ClampSpec",
     "EnhancedImage",
+    "ImageError",
     "LoadedModel",
     "ModelEntry",
     "NormInfo",

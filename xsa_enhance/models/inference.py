@@ -36,13 +36,15 @@ import numpy as np
 import torch
 
 from xsa_enhance._version import __version__
+from xsa_enhance.errors import XsaError
 from xsa_enhance.instrument.grid import GRID_1X, DetGrid, grid_for_factor
 from xsa_enhance.models.networks import EXPOSURE_SCALE_S
 from xsa_enhance.models.normalise import ClampSpec, NormInfo, denormalise, normalise
 from xsa_enhance.models.registry import LoadedModel
 from xsa_enhance.models.restore import restore_flux
 
-__all__ = ["CAVEATS", "EnhancedImage", "enhance", "enhance_batch", "pad_frame", "plan_tiles"]
+__all__ = ["CAVEATS", "EnhancedImage", "ImageError", "enhance", "enhance_batch", "pad_frame",
+           "plan_tiles"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,14 @@ CAVEATS: str = (
 )
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+class ImageError(XsaError, ValueError):
+    """An image that cannot be enhanced (shape, exposure, mask, non-finite pixels).
+
+    Both an :class:`~xsa_enhance.errors.XsaError` (executors record it per observation, the
+    CLI prints one line) and a ``ValueError``.
+    """
 
 
 @dataclass
@@ -242,14 +252,14 @@ def _prepare(counts: Any, exposure_s: float, mask: Any | None, model: LoadedMode
              spec: ClampSpec, stretch: str, pad_mode: str):
     c = np.asarray(counts, dtype=np.float64)
     if c.ndim != 2:
-        raise ValueError(f"counts must be a 2-D image, got shape {c.shape}")
+        raise ImageError(f"counts must be a 2-D image, got shape {c.shape}")
     if not (math.isfinite(float(exposure_s)) and float(exposure_s) > 0):
-        raise ValueError(f"exposure must be a positive number of seconds, got {exposure_s!r}")
+        raise ImageError(f"exposure must be a positive number of seconds, got {exposure_s!r}")
     m = _default_mask(c.shape) if mask is None else np.asarray(mask, dtype=np.float64)
     if m.shape != c.shape:
-        raise ValueError(f"mask shape {m.shape} differs from the image shape {c.shape}")
+        raise ImageError(f"mask shape {m.shape} differs from the image shape {c.shape}")
     if not (np.all(np.isfinite(c)) and np.all(np.isfinite(m))):
-        raise ValueError(f"counts or mask contain {int(np.count_nonzero(~np.isfinite(c)))} + "
+        raise ImageError(f"counts or mask contain {int(np.count_nonzero(~np.isfinite(c)))} + "
                          f"{int(np.count_nonzero(~np.isfinite(m)))} non-finite (NaN/Inf) pixels")
     rate = c / float(exposure_s) * m
     x, info = normalise(rate, spec, stretch, mask=m)
@@ -317,7 +327,7 @@ def enhance_batch(
     """
     n = len(counts)
     if len(exposures_s) != n or (masks is not None and len(masks) != n):
-        raise ValueError("counts, exposures_s and masks must have the same length")
+        raise ImageError("counts, exposures_s and masks must have the same length")
     if n == 0:
         return []
     spec = ClampSpec.parse(clamp if clamp is not None else model.clamp)
