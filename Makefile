@@ -25,7 +25,7 @@ demo: $(STAMP)
 
 ## The test suite (what CI runs).
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q -m "not slow"
 
 ## Long fault trials and other slow tests.
 test-slow: $(STAMP)
@@ -36,6 +36,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick
+
+## The documentation site (MkDocs, warnings are errors) into site/.
+docs: $(STAMP)
+	$(BIN)/python -m mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info .pytest_cache
