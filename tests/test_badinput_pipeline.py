@@ -225,9 +225,15 @@ def test_the_batch_went_on(corpus_run):
     check_store_integrity(url)
 
 
-def test_report_corpus_reasons(corpus_run, capsys):
-    """Not a check: prints the recorded reason of every corpus entry (``-s`` to see them)."""
+def test_reasons_are_one_line_and_name_the_product(corpus_run):
+    """Every refusal is one line and says which product (or what exposure) was the problem."""
     url, names, summary = corpus_run
     rows = runs_rows(url, summary.run_id)
     for obsid, name in sorted(names.items()):
-        print(f"{name:26s} {rows[obsid]['status']:8s} {rows[obsid]['stage']:8s} {rows[obsid]['reason']}")
+        row = rows[obsid]
+        reason = str(row["reason"])
+        assert "\n" not in reason and "Traceback" not in reason, (name, reason)
+        if row["status"] == "failed":
+            assert "PIEVLI" in reason or "FBKTSR" in reason, (name, reason)
+        elif row["status"] == "skipped":
+            assert "clean exposure" in reason, (name, reason)

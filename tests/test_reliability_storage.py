@@ -3,7 +3,8 @@
 Three ways the store's file system fails under a run:
 
 - ``ENOSPC`` injected into zarr's lowest-level file write (``zarr.storage._local._put``)
-  after a chosen number of writes -- early, mid-run and late, the points placed by counting
+  after a chosen number of writes -- mid-run and late (a failure while the store is being
+  created is covered by the SIGKILL trials), the points placed by counting
   the writes of an undisturbed run (runs everywhere, no privileges needed);
 - a real full disk: the store on a small ``tmpfs`` (needs root to mount; skipped otherwise);
 - a read-only store: the ``tmpfs`` remounted read-only (``EROFS``) and ``EACCES`` injected
@@ -102,7 +103,7 @@ def _run_expecting_storage_failure(doc) -> str:
     return "; ".join(reasons)
 
 
-@pytest.mark.parametrize("fraction", [0.02, 0.5, 0.9])
+@pytest.mark.parametrize("fraction", [0.5, 0.9])
 def test_enospc_at_a_point_of_the_run_then_rerun_equals_undisturbed(fraction, archive, models,
                                                                      reference, tmp_path):
     ref_url, n_writes, ref_snap = reference
