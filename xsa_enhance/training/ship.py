@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1, help="training seed")
     ap.add_argument("--preset", default="small")
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--eval-images", type=int, default=16)
+    ap.add_argument("--eval-images", type=int, default=12)
     ap.add_argument("--eval-seed", type=int, default=0)
     ap.add_argument("--registry-dir", default=None)
     args = ap.parse_args(argv)

@@ -1,0 +1,76 @@
+"""The shipped models xmm-superres-v1 / xmm-denoise-v1: registry checks and sane behaviour."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xsa_enhance.models.registry import default_registry_dir, file_sha256, load_model
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "models.md"
+
+
+@pytest.mark.parametrize("name,kind,factor,target_s", [
+    ("xmm-superres-v1", "sr", 2, 100_000.0),
+    ("xmm-denoise-v1", "dn", 1, 50_000.0),
+])
+def test_shipped_weights_load_and_match_their_digest(name, kind, factor, target_s):
+    m = load_model(name)
+    assert m.kind == kind and m.factor == factor
+    assert m.input_exposure_s == 20_000.0 and m.target_exposure_s == target_s
+    assert m.stretch == "sqrt" and m.clamp == "constant"
+    path = default_registry_dir() / f"{name}.pt"
+    assert path.stat().st_size < 5 * 2**20  # small enough to ship in the package
+    assert file_sha256(path) == m.sha256
+    card = m.card
+    assert card["training"]["seed"] == 1 and card["caveats"]
+    # the model card documents this exact file
+    assert m.sha256 in DOCS.read_text()
+
+
+_FLUX_BIAS = pytest.mark.xfail(strict=True, reason=(
+    "known bias, see docs/models.md 'Known problems': trained with PSNR/SSIM on the sqrt "
+    "scale against Poisson-sampled targets, the models predict about E[sqrt(counts)]^2 and "
+    "underestimate faint rates (point-source wings, background)"))
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param("xmm-superres-v1", marks=_FLUX_BIAS),
+    pytest.param("xmm-denoise-v1", marks=_FLUX_BIAS),
+])
+def test_shipped_models_keep_point_source_flux(name):
+    """On a 20 ks frame the output keeps the sources' flux (within 25 %) in 20" boxes."""
+    from xsa_enhance.instrument.grid import GRID_1X
+    from xsa_enhance.instrument.mask import detector_mask
+    from xsa_enhance.models.inference import enhance
+    from xsa_enhance.training.psf_test import render_point_sources
+
+    mask = np.asarray(detector_mask(GRID_1X), dtype=bool)
+    rng = np.random.default_rng(0)
+    pos = np.array([[180.0, 160.0], [150.0, 250.0], [260.0, 230.0]])
+    for (y, x) in pos:  # well inside CCDs, away from gaps
+        assert mask[int(y) - 6:int(y) + 7, int(x) - 6:int(x) + 7].all()
+    rates = np.array([4e-3, 2e-3, 1e-3])
+    src = render_point_sources(mask.shape, pos, rates)
+    bkg = 1.1168e-5
+    counts = rng.poisson((src + bkg) * 20_000.0) * mask
+    if True:
+        m = load_model(name)
+        out = enhance(counts, 20_000.0, mask, m)
+        assert np.isfinite(out.counts).all() and out.counts.min() >= 0
+        rate = out.counts / out.exposure_s
+        f = m.factor
+        # what the model should produce: the sources with the target PSF, noiseless
+        ideal = render_point_sources(mask.shape, pos, rates, factor=f,
+                                     resolution=0.5 if f == 2 else 1.0)
+        tot = 0.0
+        expect = 0.0
+        for (y, x) in pos:  # 20" half-size boxes, background subtracted for DN
+            yc, xc = int(round((y + 0.5) * f - 0.5)), int(round((x + 0.5) * f - 0.5))
+            h = 5 * f
+            box = rate[yc - h:yc + h + 1, xc - h:xc + h + 1]
+            tot += box.sum() - (bkg * box.size if m.kind == "dn" else 0.0)
+            expect += ideal[yc - h:yc + h + 1, xc - h:xc + h + 1].sum()
+        assert tot == pytest.approx(expect, rel=0.25), name
