@@ -118,3 +118,63 @@ def test_translator_never_crashes(query):
         return
     assert isinstance(sql, str) and sql.upper().startswith("SELECT")
     assert ";" not in sql and "--" not in sql
+
+
+# -- only the xsa.* views; a bounded select list ------------------------------------------------
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT name FROM sqlite_master",
+    "SELECT sql FROM xsa.sqlite_master",
+    "SELECT * FROM main.sqlite_master",
+    "SELECT * FROM sqlite_temp_master",
+    "SELECT * FROM \"sqlite_master\"",
+    "SELECT * FROM xsa.v_exposure, sqlite_master",
+    "SELECT * FROM xsa.v_exposure AS e JOIN sqlite_master AS m ON 1=1",
+    "SELECT * FROM xsa.v_exposure AS e LEFT OUTER JOIN xsa.secret AS m ON 1=1",
+    "SELECT * FROM v_exposure",
+    "SELECT * FROM (xsa.v_exposure)",
+    "SELECT * FROM",
+    "SELECT * FROM xsa.v_exposure,",
+])
+def test_tables_other_than_the_xsa_views_are_refused(query):
+    with pytest.raises(AdqlError, match="table"):
+        translate_adql(query)
+
+
+def test_the_four_views_and_their_joins_are_accepted():
+    for q in ("SELECT * FROM xsa.v_public_observations",
+              "SELECT * FROM XSA.V_ALL_OBSERVATIONS AS a",
+              "SELECT e.mode_friendly_name FROM xsa.v_exposure AS e INNER JOIN "
+              "xsa.v_instrument_mode AS m ON e.instrument_mode_oid = m.instrument_mode_oid",
+              "SELECT o.ra FROM xsa.v_public_observations o, xsa.v_exposure e "
+              "WHERE o.observation_id = e.observation_id ORDER BY o.ra, e.duration"):
+        assert "xsa.v_" in translate_adql(q)
+
+
+def test_sqlite_master_cannot_be_read_through_the_translation():
+    # independent check on a real SQLite: the refused query would have run and leaked the schema
+    c = _conn()
+    c.execute("ATTACH DATABASE ':memory:' AS xsa")
+    c.execute("CREATE TABLE xsa.v_exposure (observation_id TEXT)")
+    c.execute("CREATE TABLE xsa.secret (password TEXT)")
+    assert c.execute("SELECT name FROM xsa.sqlite_master").fetchall()  # SQLite itself would answer
+    for q in ("SELECT name FROM xsa.sqlite_master", "SELECT password FROM xsa.secret"):
+        with pytest.raises(AdqlError):
+            translate_adql(q)
+
+
+def test_the_select_list_is_capped():
+    from xsa_enhance.standin.adql import MAX_SELECT_ITEMS
+
+    ok = "SELECT " + ", ".join(["observation_id"] * MAX_SELECT_ITEMS) + " FROM xsa.v_exposure"
+    assert translate_adql(ok).count("observation_id") == MAX_SELECT_ITEMS
+    # commas inside function calls and in the FROM/ORDER BY clauses do not count
+    translate_adql("SELECT " + ", ".join(["POWER(duration, 2)"] * MAX_SELECT_ITEMS)
+                   + " FROM xsa.v_exposure ORDER BY duration, observation_id")
+    too_many = "SELECT " + ", ".join(["duration + 1"] * (MAX_SELECT_ITEMS + 1)) + " FROM xsa.v_exposure"
+    with pytest.raises(AdqlError, match=f"more than {MAX_SELECT_ITEMS}"):
+        translate_adql(too_many)
+    huge = "SELECT " + ", ".join(["1"] * 200_000) + " FROM xsa.v_exposure"
+    with pytest.raises(AdqlError, match="too many columns"):
+        translate_adql(huge)

@@ -8,7 +8,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from xsa_enhance.errors import ConfigError, ObservationError
+from xsa_enhance.errors import ConfigError
+from xsa_enhance.obsid import validate_obsid
 
 __all__ = [
     "XSA_TAP_URL",
@@ -23,22 +24,6 @@ __all__ = [
 XSA_TAP_URL = "https://nxsa.esac.esa.int/tap-server/tap"
 #: The real XSA AIO download servlet (astroquery appends ``obsno=...``).
 XSA_AIO_URL = "https://nxsa.esac.esa.int/nxsa-sl/servlet/data-action-aio?"
-
-_OBSID_RE = re.compile(r"^\d{10}$")
-
-
-def validate_obsid(obsid: object) -> str:
-    """Return ``obsid`` as a string if it is a valid XMM observation id (10 digits).
-
-    Raises
-    ------
-    ObservationError
-        When it is not; nothing derived from an invalid id is ever used in a path or URL.
-    """
-    text = str(obsid).strip()
-    if not _OBSID_RE.match(text):
-        raise ObservationError(repr(obsid)[:40], "not an XMM-Newton observation id (10 digits)")
-    return text
 
 
 @dataclass(frozen=True)

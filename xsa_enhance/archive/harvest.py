@@ -100,6 +100,15 @@ class HarvestResult:
 # Verification
 
 
+def _gzip_open(path: Path):
+    """A binary reader of the gunzipped content (igzip when installed, else gzip)."""
+    try:
+        from isal import igzip
+    except ImportError:  # pragma: no cover - isal is a dependency; gzip is the fallback
+        return gzip.open(path, "rb")
+    return igzip.open(path, "rb")
+
+
 def verify_product(path: Path, *, obsid: str | None = None, product: str | None = None) -> None:
     """Check that a product file is complete and usable.
 
@@ -134,8 +143,10 @@ def verify_product(path: Path, *, obsid: str | None = None, product: str | None 
         if gz:
             # Decompress once to a scratch file next to it: astropy reading HDU data straight
             # from a gzip stream re-seeks through it and is several times slower.
+            # ISA-L's igzip (a dependency, also used by the events reader) decompresses about
+            # 1.5x faster than the standard gzip module; the CRC and length are checked alike.
             plain = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.verify")
-            with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
+            with _gzip_open(path) as src, open(plain, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 22)
         with warnings.catch_warnings():
             # A damaged file shows as odd header cards first; the checks below decide.

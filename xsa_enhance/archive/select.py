@@ -16,7 +16,7 @@ import requests
 
 from xsa_enhance.archive.client import XsaClient
 from xsa_enhance.archive.config import ArchiveConfig, validate_obsid
-from xsa_enhance.errors import ConfigError, XsaError
+from xsa_enhance.errors import ConfigError, ObservationError, XsaError
 
 __all__ = [
     "Selection",
@@ -195,7 +195,10 @@ def _value(row, name: str):
 
 
 def select_observations(
-    selection: Selection | None = None, *, config: ArchiveConfig | None = None
+    selection: Selection | None = None,
+    *,
+    config: ArchiveConfig | None = None,
+    rejected: dict[str, str] | None = None,
 ) -> list[ObservationRecord]:
     """Select pn observations through the archive's TAP service.
 
@@ -210,11 +213,16 @@ def select_observations(
         The criteria (defaults: public, pn full frame, >= 20 ks).
     config : ArchiveConfig, optional
         Endpoints, timeout and retries (default: the real XSA).
+    rejected : dict, optional
+        Filled with ``{the id as given: reason}`` for rows of the TAP reply whose
+        ``observation_id`` is not a valid XMM-Newton observation id (ten digits). Such rows are
+        never returned (the id would end up in paths and URLs); each is also logged as a
+        warning.
 
     Returns
     -------
     list of ObservationRecord
-        Sorted by obsid.
+        Sorted by obsid; every ``obsid`` is ten digits.
 
     Raises
     ------
@@ -246,7 +254,15 @@ def select_observations(
     cols = set(table.colnames)
     records: dict[str, ObservationRecord] = {}
     for row in table:
-        obsid = str(_value(row, "observation_id"))
+        raw_id = _value(row, "observation_id")
+        try:
+            obsid = validate_obsid(raw_id if isinstance(raw_id, str) else str(raw_id),
+                                   source=f"TAP reply of {config.tap_url}")
+        except ObservationError as exc:
+            logger.warning("observation %s: %s; row skipped", exc.obsid, exc.reason)
+            if rejected is not None:
+                rejected[str(raw_id)] = exc.reason
+            continue
         if obsid in records:
             continue  # rows are ordered by duration, longest first
         records[obsid] = ObservationRecord(

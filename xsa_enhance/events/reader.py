@@ -145,8 +145,11 @@ def read_event_list(
         raise
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise InputFileError(p, f"corrupt or truncated file ({type(exc).__name__}: {exc})") from None
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise InputFileError(p, f"corrupt FITS structure ({type(exc).__name__}: {exc})") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, fits.VerifyError) as exc:
+        # AttributeError: astropy on a column without a name (lost TTYPEn) or a stray END card;
+        # VerifyError: unparsable cards, unrecognised TFORMn.
+        msg = " ".join(str(exc).split())
+        raise InputFileError(p, f"corrupt FITS structure ({type(exc).__name__}: {msg})") from None
 
     t = cols["TIME"].astype(np.float64, copy=False)
     cols["TIME"] = t
@@ -181,7 +184,12 @@ def _read_bytes(p: Path) -> bytes:
             from isal import igzip
         except ImportError:  # pragma: no cover - isal is a dependency; gzip is the fallback
             return gzip.decompress(data)
-        return igzip.decompress(data)
+        try:
+            return igzip.decompress(data)
+        except (EOFError, OSError, zlib.error):
+            raise
+        except Exception as exc:  # noqa: BLE001 - igzip_lib.IsalError: a corrupt deflate stream
+            raise gzip.BadGzipFile(f"{type(exc).__name__}: {exc}") from None
     return data
 
 

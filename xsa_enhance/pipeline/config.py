@@ -261,7 +261,11 @@ class PipelineConfig:
         if cfg.events:
             from xsa_enhance.events import EventsConfig
 
-            EventsConfig.from_dict(cfg.events)  # raises ConfigError early
+            try:
+                EventsConfig.from_dict(cfg.events)  # raises ConfigError early
+            except ConfigError as exc:
+                text = " ".join(str(exc).split())
+                raise ConfigError(f"{source or 'pipeline config'}: $.events: {text}") from None
         return cfg
 
     def with_overrides(self, **sections: Mapping[str, Any]) -> "PipelineConfig":

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from xsa_enhance.errors import ConfigError
+from xsa_enhance.obsid import REASON as OBSID_REASON
+from xsa_enhance.obsid import is_obsid
 from xsa_enhance.pipeline.config import LAST_SUCCESSFUL_RUN, PipelineConfig
 from xsa_enhance.pipeline.stages import archive_config
 
@@ -97,7 +99,8 @@ def plan_selection(config: PipelineConfig, *, store: Any = None, explain: bool =
         )
     except TypeError as exc:  # pragma: no cover - contract drift
         raise ConfigError(f"selection: {exc}") from exc
-    records = select_observations(selection, config=arch)
+    rejected: dict[str, str] = {}  # ids in the TAP reply that are not observation ids
+    records = select_observations(selection, config=arch, rejected=rejected)
     if sel.max_observations is not None:
         records = records[: int(sel.max_observations)]
     chosen = {r.obsid for r in records}
@@ -107,6 +110,7 @@ def plan_selection(config: PipelineConfig, *, store: Any = None, explain: bool =
             skipped = _explain_left_out(selection, since, arch, chosen, float(sel.min_duration_ks))
         except Exception as exc:  # noqa: BLE001 - explanations are a courtesy
             logger.warning("could not list the observations left out: %s", exc)
+    skipped.update(rejected)
     recs = [_record_dict(r) for r in records]
     logger.info("selection: %d observations, %d left out", len(recs), len(skipped))
     return SelectionPlan(records=recs, skipped=dict(sorted(skipped.items())), since=since)
@@ -145,7 +149,7 @@ def _explain_left_out(
     seen = chosen | set(skipped)
     for obsid in _all_observation_ids(selection, since, arch):
         if obsid not in seen:
-            skipped[obsid] = "no EPIC-pn imaging exposure"
+            skipped[obsid] = "no EPIC-pn imaging exposure" if is_obsid(obsid) else OBSID_REASON
     for obsid in selection.obsids or ():
         if obsid not in chosen and obsid not in skipped:
             skipped[obsid] = "not found in the archive"

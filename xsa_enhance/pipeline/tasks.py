@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from xsa_enhance._version import __version__
-from xsa_enhance.errors import ObservationError, XsaError
+from xsa_enhance.errors import InputFileError, ObservationError, XsaError
+from xsa_enhance.obsid import validate_obsid
 from xsa_enhance.pipeline.config import ArchiveSettings
 from xsa_enhance.pipeline.stages import (
     CAVEATS,
@@ -86,12 +87,21 @@ def _worker_name() -> str:
     return f"{platform.node()}:{os.getpid()}"
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, *, obsid: str | None = None, scratch: str | None = None) -> str:
+    """One-line failure reason; a file is named by its base name (the PPS product name), not
+    by the task's deleted temporary path, together with the observation."""
     if isinstance(exc, ObservationError):
-        return exc.reason
-    if isinstance(exc, XsaError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+        text = exc.reason
+    elif isinstance(exc, InputFileError):
+        name = os.path.basename(exc.path) or exc.path
+        text = f"{name} (observation {obsid}): {exc.reason}" if obsid else f"{name}: {exc.reason}"
+    elif isinstance(exc, XsaError):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    if scratch:
+        text = text.replace(scratch.rstrip(os.sep) + os.sep, "")
+    return " ".join(text.split())
 
 
 def _open_store(store_url: str, storage_options: dict[str, Any] | None) -> Any:
@@ -143,6 +153,14 @@ def observation_task(
     record = dict(record or {})
     timings: dict[str, float] = {}
     stage = "harvest"
+    try:
+        # before the id is used in any path (temporary folder, downloads, store groups)
+        obsid = validate_obsid(obsid, source="observation task")
+    except ObservationError as exc:
+        return ObservationOutcome(
+            obsid=str(obsid), status="failed", stage=stage, reason=exc.reason,
+            timings={"total_s": time.perf_counter() - t_start}, worker=_worker_name(),
+        )
     if work_dir:
         os.makedirs(work_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f"xsa-{obsid}-", dir=work_dir or None)
@@ -285,8 +303,8 @@ def observation_task(
                          traceback.format_exc())
         timings["total_s"] = time.perf_counter() - t_start
         return ObservationOutcome(
-            obsid=obsid, status="failed", stage=stage, reason=_reason(exc), timings=timings,
-            worker=_worker_name(),
+            obsid=obsid, status="failed", stage=stage,
+            reason=_reason(exc, obsid=obsid, scratch=tmp), timings=timings, worker=_worker_name(),
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -480,5 +498,5 @@ def product_task(
         timings["total_s"] = time.perf_counter() - t_start
         return ProductOutcome(
             obsid=obsid, slice_id=slice_id, model=name, clamp=clamp, status="failed",
-            reason=_reason(exc), timings=timings, worker=_worker_name(),
+            reason=_reason(exc, obsid=obsid), timings=timings, worker=_worker_name(),
         )

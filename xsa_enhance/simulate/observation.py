@@ -21,7 +21,6 @@ import gzip
 import io
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -31,7 +30,7 @@ from astropy.io import fits
 from astropy.time import Time
 
 from xsa_enhance._version import __version__
-from xsa_enhance.errors import ConfigError, InputFileError
+from xsa_enhance.errors import ConfigError, InputFileError, ObservationError
 from xsa_enhance.instrument import geometry as geo
 from xsa_enhance.instrument.background import (
     PARTICLE_RATE,
@@ -55,6 +54,7 @@ from xsa_enhance.instrument.detector import (
 from xsa_enhance.instrument.grid import GRID_1X, GRID_2X
 from xsa_enhance.instrument.mask import mask_coverage
 from xsa_enhance.instrument.psf import PSF_HANDBOOK, KingPSF
+from xsa_enhance.obsid import validate_obsid as _validate_obsid
 from xsa_enhance.instrument.spectra import (
     PARTICLE_SPECTRUM,
     SKY_SPECTRUM,
@@ -92,19 +92,25 @@ INSTRUMENTS: dict[str, tuple[str, str, str]] = {
 }
 FILTERS: tuple[str, ...] = ("Thin1", "Thin2", "Medium", "Thick")
 
-_OBSID_RE = re.compile(r"^\d{10}$")
 _GZIP_LEVEL = 1
 
 
 def validate_obsid(obsid: str) -> str:
     """Check that ``obsid`` is a 10-digit XMM observation identifier and return it.
 
+    The check is :func:`xsa_enhance.obsid.validate_obsid` (the package's one validator), without
+    its blank stripping: the id goes into file names as given.
+
     Raises
     ------
     ConfigError
         When it is not (it is used in file names, so nothing else is accepted).
     """
-    if not isinstance(obsid, str) or not _OBSID_RE.match(obsid):
+    try:
+        text = _validate_obsid(obsid, source="simulator")
+    except ObservationError:
+        text = None
+    if text is None or text != obsid:
         raise ConfigError(f"invalid observation id {obsid!r}: expected exactly 10 digits")
     return obsid
 

@@ -21,7 +21,7 @@ import re
 import sqlite3
 from dataclasses import dataclass
 
-__all__ = ["AdqlError", "translate_adql", "register_functions", "TABLES"]
+__all__ = ["AdqlError", "translate_adql", "register_functions", "TABLES", "MAX_SELECT_ITEMS"]
 
 #: The tables the local archive knows, as ADQL sees them.
 TABLES = (
@@ -93,6 +93,10 @@ _FUNCTIONS = {
 _GEOMETRY_REFUSED = {"BOX", "POLYGON", "REGION", "AREA", "CENTROID", "COORD1", "COORD2",
                      "COORDSYS"}
 _TABLE_NAMES = {t.lower(): t for t in TABLES}
+#: At most this many columns/expressions in the select list (a longer list is refused at once
+#: instead of keeping the server busy for a minute).
+MAX_SELECT_ITEMS = 500
+_END_OF_FROM = {"WHERE", "GROUP", "ORDER", "HAVING"}
 
 
 def _tokenize(query: str) -> list[_Token]:
@@ -140,11 +144,23 @@ def translate_adql(query: str) -> str:
     top: int | None = None
     depth = 0
     saw_from = False
+    select_items = 1  # columns/expressions in the select list (top-level commas + 1)
+    in_from = False  # between FROM and WHERE/GROUP BY/ORDER BY/HAVING
+    expect_table = False  # the next token must start a table reference
     i = 0
     n = len(tokens)
     while i < n:
         tok = tokens[i]
         up = tok.text.upper()
+        if expect_table:
+            # Only the archive's xsa.* views can be queried: no sqlite_master, no other schema,
+            # no quoted names, no table-valued functions, no derived tables.
+            name = (f"{tok.text}.{tokens[i + 2].text}" if i + 2 < n and tok.kind == "word"
+                    and tokens[i + 1].text == "." and tokens[i + 2].kind == "word" else tok.text)
+            if name.lower() not in _TABLE_NAMES:
+                raise AdqlError(f"unknown table {name[:60]!r}: only {', '.join(TABLES)} can be "
+                                "queried")
+            expect_table = False
         if tok.kind == "word":
             nxt = tokens[i + 1] if i + 1 < n else None
             if up in _REFUSED:
@@ -161,6 +177,11 @@ def translate_adql(query: str) -> str:
                 continue
             if up == "FROM" and depth == 0:
                 saw_from = True
+                in_from = expect_table = True
+            elif up == "JOIN" and in_from and depth == 0:
+                expect_table = True
+            elif up in _END_OF_FROM and depth == 0:
+                in_from = False
             if nxt is not None and nxt.text == "(" and up not in _KEYWORDS:
                 if up in _GEOMETRY_REFUSED:
                     raise AdqlError(f"the ADQL function {up} is not supported")
@@ -188,6 +209,14 @@ def translate_adql(query: str) -> str:
                 depth -= 1
                 if depth < 0:
                     raise AdqlError("unbalanced parentheses")
+            elif tok.text == "," and depth == 0:
+                if in_from:
+                    expect_table = True  # comma join
+                elif not saw_from:
+                    select_items += 1
+                    if select_items > MAX_SELECT_ITEMS:
+                        raise AdqlError(f"too many columns or expressions in the select list "
+                                        f"(more than {MAX_SELECT_ITEMS})")
             if tok.text == "!=":
                 out.append("<>")
             else:
@@ -199,6 +228,8 @@ def translate_adql(query: str) -> str:
         raise AdqlError("unbalanced parentheses")
     if not saw_from:
         raise AdqlError("the query needs a FROM clause")
+    if expect_table:
+        raise AdqlError("a table name must follow FROM, JOIN or a comma in the FROM clause")
     sql = _join(out)
     if top is not None:
         sql += f" LIMIT {top}"

@@ -34,7 +34,8 @@ import numpy as np
 import zarr
 
 from xsa_enhance._version import __version__
-from xsa_enhance.errors import InputFileError
+from xsa_enhance.errors import InputFileError, ObservationError
+from xsa_enhance.obsid import validate_obsid
 from xsa_enhance.store.catalog import CATALOG_NAMES, Catalog, rows_from_table
 
 __all__ = [
@@ -128,6 +129,22 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (_dt.datetime, _dt.date)):
         return value.isoformat()
     return value
+
+
+
+def _checked_obsid(obsid: str) -> str:
+    """``obsid`` if it is ten digits, else ObservationError naming it (store group paths)."""
+    text = validate_obsid(obsid, source="product store")
+    if text != obsid:  # blanks around the id would give a different group name
+        raise ObservationError(repr(obsid)[:40], "not an XMM-Newton observation id (10 digits)")
+    return text
+
+
+def _checked_name(name: str, what: str, obsid: str) -> str:
+    """One group-name component: no '/', not empty, not '.' or '..'."""
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise ObservationError(str(obsid), f"invalid {what} {name!r} (not a single store group name)")
+    return name
 
 
 class ProductStore:
@@ -356,20 +373,31 @@ class ProductStore:
         return max(done, key=lambda r: str(r.get("started", "")))
 
     # ------------------------------------------------------------------ paths
+    # Every method taking an observation id builds its group path through these, so an id
+    # that is not ten digits ('a/b', '/abs', '..') is refused with ObservationError before
+    # anything is created, deleted or read.
     @staticmethod
     def observation_path(obsid: str) -> str:
-        """Group path of an observation."""
-        return f"obs/{obsid}"
+        """Group path of an observation.
+
+        Raises
+        ------
+        ObservationError
+            When ``obsid`` is not an XMM-Newton observation id (ten digits).
+        """
+        return f"obs/{_checked_obsid(obsid)}"
 
     @staticmethod
     def input_path(obsid: str, slice_id: str) -> str:
-        """Group path of a slice input image."""
-        return f"obs/{obsid}/{slice_id}/input"
+        """Group path of a slice input image (``obsid`` and ``slice_id`` validated)."""
+        return f"obs/{_checked_obsid(obsid)}/{_checked_name(slice_id, 'slice id', obsid)}/input"
 
     @staticmethod
     def product_path(obsid: str, slice_id: str, model: str, clamp: str) -> str:
-        """Group path of an enhanced product."""
-        return f"obs/{obsid}/{slice_id}/products/{product_key(model, clamp)}"
+        """Group path of an enhanced product (``obsid`` and ``slice_id`` validated)."""
+        key = _checked_name(product_key(model, clamp), "product key", obsid)
+        return (f"obs/{_checked_obsid(obsid)}/{_checked_name(slice_id, 'slice id', obsid)}"
+                f"/products/{key}")
 
     def _group(self, path: str) -> zarr.Group | None:
         try:
@@ -406,7 +434,8 @@ class ProductStore:
         attrs : mapping
             Observation metadata (pointing, GTIs, screening, provenance).
         """
-        path = self.observation_path(obsid)
+        path = self.observation_path(obsid)  # validates obsid
+        obsid = path.rpartition("/")[2]
         self.delete(path)
         obs = self.root.require_group("obs")
         meta = dict(_jsonable(dict(attrs)))
