@@ -157,6 +157,8 @@ def translate_adql(query: str) -> str:
             # no quoted names, no table-valued functions, no derived tables.
             name = (f"{tok.text}.{tokens[i + 2].text}" if i + 2 < n and tok.kind == "word"
                     and tokens[i + 1].text == "." and tokens[i + 2].kind == "word" else tok.text)
+            if tok.text == "(" and i + 1 < n and tokens[i + 1].text.upper() == "SELECT":
+                raise AdqlError("sub-queries are not supported")
             if name.lower() not in _TABLE_NAMES:
                 raise AdqlError(f"unknown table {name[:60]!r}: only {', '.join(TABLES)} can be "
                                 "queried")
