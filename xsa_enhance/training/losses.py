@@ -36,6 +36,11 @@ __all__ = [
     "psnr_term",
     "ssim_term",
     "ms_ssim_term",
+    "sqrt_inverse",
+    "mse_linear_term",
+    "l1_linear_term",
+    "poisson_linear_term",
+    "LINEAR_TERMS",
     "WeightedLoss",
     "normalised_loss",
     "LC_PAPER",
@@ -117,6 +122,42 @@ def ms_ssim_term(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     )
 
 
+def sqrt_inverse(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of the sqrt stretch, ``x * |x|``: normalised value -> linear ``rate / clamp``.
+
+    Equal to ``x ** 2`` (the sqrt stretch's inverse) on ``[0, 1]``; sign-preserving below 0 so
+    a raw network output that strays negative still gets a gradient pushing it back up
+    (``clamp(min=0) ** 2`` would have a dead zone there).
+    """
+    return x * x.abs()
+
+
+def mse_linear_term(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error on the *linear* scale (``rate / clamp``) of sqrt-stretched images.
+
+    ``mean((sqrt_inverse(pred) - sqrt_inverse(target)) ** 2)``. The MSE is minimised by the
+    conditional mean of the target, so a model trained with it keeps flux unbiased, unlike
+    losses on the sqrt scale against Poisson-sampled targets (``E[sqrt X] < sqrt E[X]``).
+    Assumes the sqrt stretch (the training config checks this).
+    """
+    return F.mse_loss(sqrt_inverse(pred), sqrt_inverse(target))
+
+
+def l1_linear_term(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error on the linear scale of sqrt-stretched images (minimised by the median)."""
+    return F.l1_loss(sqrt_inverse(pred), sqrt_inverse(target))
+
+
+def poisson_linear_term(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Poisson negative log-likelihood on the linear scale of sqrt-stretched images.
+
+    ``mean(p - t * log(p + 1e-8))`` with ``p, t`` the linear values; minimised, for a
+    constant prediction, by the mean of the targets. ``p`` is floored at 0.
+    """
+    lin = sqrt_inverse(pred).clamp(min=0.0)
+    return F.poisson_nll_loss(lin, sqrt_inverse(target), log_input=False, full=False, eps=1e-8)
+
+
 #: The elementary loss terms by name.
 LOSS_TERMS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "l1": l1_term,
@@ -124,7 +165,13 @@ LOSS_TERMS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "psnr": psnr_term,
     "ssim": ssim_term,
     "ms_ssim": ms_ssim_term,
+    "mse_linear": mse_linear_term,
+    "l1_linear": l1_linear_term,
+    "poisson_linear": poisson_linear_term,
 }
+
+#: Terms evaluated on the linear scale; they assume the sqrt stretch.
+LINEAR_TERMS: frozenset[str] = frozenset({"mse_linear", "l1_linear", "poisson_linear"})
 
 #: Terms for which a larger value means a better image.
 HIGHER_IS_BETTER: frozenset[str] = frozenset({"psnr", "ssim", "ms_ssim"})

@@ -33,7 +33,7 @@ import yaml
 
 from xsa_enhance.errors import ConfigError, InputFileError
 from xsa_enhance.training.data import PairSource, denormalise, open_pairs
-from xsa_enhance.training.losses import WeightedLoss, loss_from_config
+from xsa_enhance.training.losses import LINEAR_TERMS, WeightedLoss, loss_from_config
 
 __all__ = [
     "TrainConfig",
@@ -50,7 +50,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Names of the shipped presets (YAML files in ``xsa_enhance/training/presets/``).
-PRESETS: tuple[str, ...] = ("paper", "small")
+PRESETS: tuple[str, ...] = ("paper", "small", "small-v2")
 
 
 @dataclass
@@ -97,6 +97,9 @@ class TrainConfig:
         ``torch.set_num_threads`` (None: leave torch's default).
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+    grad_clip : float or None
+        Clip the global gradient norm to this value before each optimiser step (None: no
+        clipping).
     """
 
     kind: str = "sr"
@@ -121,6 +124,7 @@ class TrainConfig:
     max_minutes: float | None = None
     num_threads: int | None = None
     device: str = "auto"
+    grad_clip: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -136,6 +140,13 @@ class TrainConfig:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
         loss = loss_from_config(self.loss)
+        if LINEAR_TERMS & set(loss.weights) and self.stretch != "sqrt":
+            raise ConfigError(
+                f"linear-scale loss terms {sorted(LINEAR_TERMS & set(loss.weights))} assume the "
+                f"sqrt stretch, config has stretch {self.stretch!r}"
+            )
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"grad_clip must be positive, got {self.grad_clip!r}")
         f = 2 if self.kind == "sr" else 1
         if min(self.crop, self.val_crop) * f < loss.min_side:
             raise ConfigError(
@@ -487,6 +498,8 @@ def train(
         loss = loss_fn(pred, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), float(config.grad_clip))
         opt.step()
         step += 1
         running.append(float(loss.detach()))
