@@ -30,13 +30,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NAMES", "make_data", "train_both", "register_both", "evaluate_both",
+__all__ = ["NAMES", "names_for", "make_data", "train_both", "register_both", "evaluate_both",
            "card_tables", "main"]
 
 logger = logging.getLogger(__name__)
 
-#: Shipped model names per kind.
+#: Shipped model names per kind (first round; see :func:`names_for` for later ones).
 NAMES: dict[str, str] = {"sr": "xmm-superres-v1", "dn": "xmm-denoise-v1"}
+
+
+def names_for(version: str = "v1") -> dict[str, str]:
+    """Registry names of a training round, e.g. ``names_for("v2")["sr"] == "xmm-superres-v2"``."""
+    if not version or not version.startswith("v") or not version[1:].isdigit():
+        from xsa_enhance.errors import ConfigError
+
+        raise ConfigError(f"model version must look like 'v2', got {version!r}")
+    return {"sr": f"xmm-superres-{version}", "dn": f"xmm-denoise-{version}"}
 
 STAGES = ("data", "train", "register", "evaluate", "card")
 
@@ -128,14 +137,16 @@ def _card(kind: str, work: Path, extra: dict[str, Any] | None = None) -> dict[st
 
 
 def register_both(work: Path, *, registry_dir: str | None = None,
-                  kinds: tuple[str, ...] = ("sr", "dn")) -> dict[str, Any]:
-    """Export the best weights of each run and register them under :data:`NAMES`."""
+                  kinds: tuple[str, ...] = ("sr", "dn"),
+                  names: dict[str, str] | None = None) -> dict[str, Any]:
+    """Export the best weights of each run and register them under ``names`` (:data:`NAMES`)."""
+    names = names or NAMES
     from xsa_enhance.models.registry import register_weights
     from xsa_enhance.training.train import export_weights
 
     out: dict[str, Any] = {}
     for kind in kinds:
-        name = NAMES[kind]
+        name = names[kind]
         path = work / f"{name}.pt"
         sha = export_weights(work / f"train_{kind}", path, name=name, card=_card(kind, work))
         entry = register_weights(path, name=name, kind=kind, registry_dir=registry_dir)
@@ -146,15 +157,17 @@ def register_both(work: Path, *, registry_dir: str | None = None,
 
 
 def evaluate_both(work: Path, *, n_images: int, seed: int, registry_dir: str | None = None,
-                  kinds: tuple[str, ...] = ("sr", "dn"), psf: bool = True) -> dict[str, Any]:
+                  kinds: tuple[str, ...] = ("sr", "dn"), psf: bool = True,
+                  names: dict[str, str] | None = None) -> dict[str, Any]:
     """Evaluate the registered models on the held-out sets (and the SR PSF test)."""
+    names = names or NAMES
     from xsa_enhance.models.registry import load_model
     from xsa_enhance.training.evaluate import evaluate
     from xsa_enhance.training.psf_test import run_psf_test
 
     out: dict[str, Any] = {}
     for kind in kinds:
-        model = load_model(NAMES[kind], registry_dir=registry_dir)
+        model = load_model(names[kind], registry_dir=registry_dir)
         rep = evaluate(model, _store(work, kind, "test"), work / f"eval_{kind}",
                        split="test", n_images=n_images, seed=seed)
         out[kind] = {"methods": rep.methods, "targets": rep.targets}
@@ -164,8 +177,9 @@ def evaluate_both(work: Path, *, n_images: int, seed: int, registry_dir: str | N
     return out
 
 
-def card_tables(work: Path) -> str:
+def card_tables(work: Path, *, names: dict[str, str] | None = None) -> str:
     """Markdown tables for ``docs/models.md`` from the evaluation files in ``work``."""
+    model_names = names or NAMES
     from xsa_enhance.training.evaluate import REFERENCE
     from xsa_enhance.training.metrics import HIGHER_IS_BETTER, METRICS
 
@@ -183,7 +197,7 @@ def card_tables(work: Path) -> str:
         meth = figs["methods"]
         names = list(meth)
         meta = figs["meta"]
-        lines += [f"### {NAMES[kind]}: held-out test set", "",
+        lines += [f"### {model_names[kind]}: held-out test set", "",
                   f"{meta['n_images']} images from split `{meta['split']}` of "
                   f"`{Path(meta['test_set']).name}` (combination seed {meta['seed']}); "
                   "mean over images (std in `figures.json`).", "",
@@ -223,7 +237,7 @@ def card_tables(work: Path) -> str:
         lines.append("")
     pj = work / "psf" / "psf_test.md"
     if pj.is_file():
-        lines += ["### PSF and deblending test (xmm-superres-v1)", ""]
+        lines += [f"### PSF and deblending test ({model_names['sr']})", ""]
         lines += [ln for ln in pj.read_text().splitlines()[1:] if not ln.startswith("![")]
     return "\n".join(lines) + "\n"
 
@@ -247,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-images", type=int, default=12)
     ap.add_argument("--eval-seed", type=int, default=0)
     ap.add_argument("--registry-dir", default=None)
+    ap.add_argument("--version", default="v1",
+                    help="model version in the registered names (xmm-superres-VERSION)")
     args = ap.parse_args(argv)
     from xsa_enhance.cli.common import configure_logging
 
@@ -267,14 +283,17 @@ def main(argv: list[str] | None = None) -> int:
     if "train" in stages:
         train_both(work, minutes=args.minutes, seed=args.seed, preset=args.preset,
                    resume=args.resume, kinds=kinds)
+    names = names_for(args.version)
     if "register" in stages:
-        summary["registered"] = register_both(work, registry_dir=args.registry_dir, kinds=kinds)
+        summary["registered"] = register_both(work, registry_dir=args.registry_dir, kinds=kinds,
+                                              names=names)
     if "evaluate" in stages:
         summary["evaluation"] = evaluate_both(work, n_images=args.eval_images,
                                               seed=args.eval_seed,
-                                              registry_dir=args.registry_dir, kinds=kinds)
+                                              registry_dir=args.registry_dir, kinds=kinds,
+                                              names=names)
     if "card" in stages:
-        (work / "model_card_tables.md").write_text(card_tables(work))
+        (work / "model_card_tables.md").write_text(card_tables(work, names=names))
     summary_path.write_text(json.dumps(summary, indent=1, default=str))
     return 0
 
