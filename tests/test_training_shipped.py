@@ -1,7 +1,8 @@
-"""The shipped models xmm-superres-v1 / xmm-denoise-v1: registry checks and sane behaviour."""
+"""The shipped models xmm-superres-v1/-v2, xmm-denoise-v1/-v2: registry checks and sane behaviour."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 @pytest.mark.parametrize("name,kind,factor,target_s", [
     ("xmm-superres-v1", "sr", 2, 100_000.0),
     ("xmm-denoise-v1", "dn", 1, 50_000.0),
+    ("xmm-superres-v2", "sr", 2, 100_000.0),
+    ("xmm-denoise-v2", "dn", 1, 50_000.0),
 ])
 def test_shipped_weights_load_and_match_their_digest(name, kind, factor, target_s):
     m = load_model(name)
@@ -36,12 +39,9 @@ _FLUX_BIAS = pytest.mark.xfail(strict=True, reason=(
     "underestimate faint rates (point-source wings, background)"))
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param("xmm-superres-v1", marks=_FLUX_BIAS),
-    pytest.param("xmm-denoise-v1", marks=_FLUX_BIAS),
-])
-def test_shipped_models_keep_point_source_flux(name):
-    """On a 20 ks frame the output keeps the sources' flux (within 25 %) in 20" boxes."""
+@functools.lru_cache(maxsize=None)
+def _point_source_flux_ratio(name: str) -> float:
+    """Output flux / ideal flux of three sources in 20" boxes on a simulated 20 ks frame."""
     from xsa_enhance.instrument.grid import GRID_1X
     from xsa_enhance.instrument.mask import detector_mask
     from xsa_enhance.models.inference import enhance
@@ -56,21 +56,61 @@ def test_shipped_models_keep_point_source_flux(name):
     src = render_point_sources(mask.shape, pos, rates)
     bkg = 1.1168e-5
     counts = rng.poisson((src + bkg) * 20_000.0) * mask
-    if True:
-        m = load_model(name)
-        out = enhance(counts, 20_000.0, mask, m)
-        assert np.isfinite(out.counts).all() and out.counts.min() >= 0
-        rate = out.counts / out.exposure_s
-        f = m.factor
-        # what the model should produce: the sources with the target PSF, noiseless
-        ideal = render_point_sources(mask.shape, pos, rates, factor=f,
-                                     resolution=0.5 if f == 2 else 1.0)
-        tot = 0.0
-        expect = 0.0
-        for (y, x) in pos:  # 20" half-size boxes, background subtracted for DN
-            yc, xc = int(round((y + 0.5) * f - 0.5)), int(round((x + 0.5) * f - 0.5))
-            h = 5 * f
-            box = rate[yc - h:yc + h + 1, xc - h:xc + h + 1]
-            tot += box.sum() - (bkg * box.size if m.kind == "dn" else 0.0)
-            expect += ideal[yc - h:yc + h + 1, xc - h:xc + h + 1].sum()
-        assert tot == pytest.approx(expect, rel=0.25), name
+    m = load_model(name)
+    out = enhance(counts, 20_000.0, mask, m)
+    assert np.isfinite(out.counts).all() and out.counts.min() >= 0
+    rate = out.counts / out.exposure_s
+    f = m.factor
+    # what the model should produce: the sources with the target PSF, noiseless
+    ideal = render_point_sources(mask.shape, pos, rates, factor=f,
+                                 resolution=0.5 if f == 2 else 1.0)
+    tot = 0.0
+    expect = 0.0
+    for (y, x) in pos:  # 20" half-size boxes, background subtracted for DN
+        yc, xc = int(round((y + 0.5) * f - 0.5)), int(round((x + 0.5) * f - 0.5))
+        h = 5 * f
+        box = rate[yc - h:yc + h + 1, xc - h:xc + h + 1]
+        tot += box.sum() - (bkg * box.size if m.kind == "dn" else 0.0)
+        expect += ideal[yc - h:yc + h + 1, xc - h:xc + h + 1].sum()
+    return float(tot / expect)
+
+
+_FLUX_BIAS_V2 = pytest.mark.xfail(strict=True, reason=(
+    "reduced, not removed, in v2 (docs/models.md, v2 section): the linear-scale loss terms "
+    "raise the kept point-source flux from 15 % to ~64 % (SR) and from 10 % to ~42 % (DN)"))
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param("xmm-superres-v1", marks=_FLUX_BIAS),
+    pytest.param("xmm-denoise-v1", marks=_FLUX_BIAS),
+    pytest.param("xmm-superres-v2", marks=_FLUX_BIAS_V2),
+    pytest.param("xmm-denoise-v2", marks=_FLUX_BIAS_V2),
+])
+def test_shipped_models_keep_point_source_flux(name):
+    """On a 20 ks frame the output keeps the sources' flux (within 25 %) in 20" boxes."""
+    assert _point_source_flux_ratio(name) == pytest.approx(1.0, rel=0.25), name
+
+
+@pytest.mark.parametrize("kind", ["superres", "denoise"])
+def test_v2_keeps_much_more_point_source_flux_than_v1(kind):
+    """The v2 loss (linear-scale MSE + Poisson terms) fixes most of v1's flux loss."""
+    r1 = _point_source_flux_ratio(f"xmm-{kind}-v1")
+    r2 = _point_source_flux_ratio(f"xmm-{kind}-v2")
+    assert r1 < 0.2  # v1's known bias
+    assert r2 > 0.35 and r2 > 3.0 * r1, (r1, r2)
+
+
+def test_aliases_resolve_to_v2_and_v1_stays_registered():
+    for kind in ("superres", "denoise"):
+        assert load_model(f"xmm-{kind}").sha256 == load_model(f"xmm-{kind}-v2").sha256
+        assert load_model(f"xmm-{kind}-v1").sha256 != load_model(f"xmm-{kind}-v2").sha256
+
+
+def test_ship_recipe_names_versions():
+    from xsa_enhance.errors import ConfigError
+    from xsa_enhance.training.ship import NAMES, names_for
+
+    assert names_for("v1") == NAMES
+    assert names_for("v2") == {"sr": "xmm-superres-v2", "dn": "xmm-denoise-v2"}
+    with pytest.raises(ConfigError):
+        names_for("2")
