@@ -44,6 +44,10 @@ def configure_logging(level: str | int = "WARNING") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # Dask's own INFO lines (and the tracebacks it logs at INFO when a cluster shuts down)
+    # drown the pipeline's progress; show them only with -vv / --log-level DEBUG.
+    for noisy in ("distributed", "tornado"):
+        logging.getLogger(noisy).setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))
 
 
 def progress(items: Iterable[T], *, total: int | None = None, desc: str = "") -> Iterator[T]:
