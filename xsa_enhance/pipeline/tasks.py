@@ -110,6 +110,20 @@ def _open_store(store_url: str, storage_options: dict[str, Any] | None) -> Any:
     return ProductStore(store_url, mode="r+", storage_options=storage_options or None)
 
 
+
+def _pointing_fields(obsid: str, proc: Any) -> dict[str, Any]:
+    """Fields shared by an observation's group attributes and its catalog row."""
+    return {
+        "obsid": obsid,
+        "expidstr": proc.expidstr,
+        "ra_pnt": float(proc.ra_pnt),
+        "dec_pnt": float(proc.dec_pnt),
+        "pa_pnt": float(proc.pa_pnt),
+        "filter": str(proc.filter),
+        "submode": str(proc.submode),
+        "date_obs": str(proc.date_obs),
+    }
+
 def observation_task(
     obsid: str,
     *,
@@ -190,14 +204,7 @@ def observation_task(
         store = _open_store(store_url, storage_options)
         gtis = np.asarray(proc.clean_gtis, dtype=float).reshape(-1, 2)
         obs_attrs = {
-            "obsid": obsid,
-            "expidstr": proc.expidstr,
-            "ra_pnt": float(proc.ra_pnt),
-            "dec_pnt": float(proc.dec_pnt),
-            "pa_pnt": float(proc.pa_pnt),
-            "filter": str(proc.filter),
-            "submode": str(proc.submode),
-            "date_obs": str(proc.date_obs),
+            **_pointing_fields(obsid, proc),
             "ontime_s": float(proc.ontime),
             "clean_gtis": gtis.tolist(),
             "clean_exposure_s": float(proc.clean_exposure_s),
@@ -271,14 +278,7 @@ def observation_task(
                 f"{config.slice_unit_ks:g} ks slice"
             )
         obs_row = {
-            "obsid": obsid,
-            "expidstr": proc.expidstr,
-            "ra_pnt": float(proc.ra_pnt),
-            "dec_pnt": float(proc.dec_pnt),
-            "pa_pnt": float(proc.pa_pnt),
-            "filter": str(proc.filter),
-            "submode": str(proc.submode),
-            "date_obs": str(proc.date_obs),
+            **_pointing_fields(obsid, proc),
             "ontime": float(proc.ontime),
             "clean_exposure": float(proc.clean_exposure_s),
             "flare_fraction": float(proc.flare_fraction),
