@@ -93,15 +93,26 @@ def observation_cmd(obsid: str, exposure: float, seed: int, out_dir: str, flares
               show_default=True, help="PSF model of the inputs (targets: halved for sr).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes (same result for any number).")
+@click.option("--points", "with_points", is_flag=True,
+              help="Also simulate the 'points' component: bright unabsorbed point sources "
+                   "(10-1000 counts in 20 ks), drawn into samples with the training "
+                   "config's p_points.")
+@click.option("--target-noise", type=click.Choice(["poisson", "none"]), default="poisson",
+              show_default=True,
+              help="poisson: Poisson-sampled targets (the paper); none: the expected counts.")
 def training_set_cmd(kind: str, n: int, seed: int, store: str, overwrite: bool,
-                     psf: str, workers: int) -> None:
+                     psf: str, workers: int, with_points: bool, target_noise: str) -> None:
     """Simulate extended, AGN and background components into a training-set store."""
     from xsa_enhance.instrument.psf import PSF_CCF_EXTENDED, PSF_HANDBOOK
     from xsa_enhance.simulate.training import write_training_set
 
     model = PSF_HANDBOOK if psf == "handbook" else PSF_CCF_EXTENDED
+    from xsa_enhance.simulate.images import COMPONENTS
+
+    components = (*COMPONENTS, "points") if with_points else COMPONENTS
     path = write_training_set(store, kind=kind, n=n, seed=seed, progress=progress,
-                              psf=model, overwrite=overwrite, workers=workers)
+                              psf=model, overwrite=overwrite, workers=workers,
+                              components=components, target_noise=target_noise)
     click.echo(str(path))
 
 

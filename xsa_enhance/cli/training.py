@@ -14,6 +14,11 @@ __all__ = ["train_cmd", "evaluate_cmd", "psf_test_cmd"]
 
 logger = logging.getLogger(__name__)
 
+#: Shipped training presets (the YAML files of xsa_enhance/training/presets; read without
+#: importing torch, which `xsa_enhance.training.train.PRESETS` would).
+PRESETS: tuple[str, ...] = tuple(sorted(
+    p.stem for p in (Path(__file__).resolve().parents[1] / "training" / "presets").glob("*.yaml")))
+
 
 def _echo_progress(desc: str):
     def report(step: int, total: int, figures: dict[str, float]) -> None:
@@ -28,7 +33,7 @@ def _echo_progress(desc: str):
               help="Super-resolution or de-noising model.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Training configuration YAML (keys of TrainConfig; may name a preset).")
-@click.option("--preset", type=click.Choice(["paper", "small"]), default=None,
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
               help="Start from a shipped preset (the config file is applied on top).")
 @click.option("--train-set", type=click.Path(), default=None,
               help="Training set store from `xsa-enhance simulate training-set`.")
@@ -48,7 +53,7 @@ def train_cmd(kind: str, config_path: str | None, preset: str | None, train_set:
     from xsa_enhance.training.train import load_config, train
 
     if config_path is None and preset is None:
-        raise UserError("give --config CONFIG.yaml and/or --preset paper|small")
+        raise UserError(f"give --config CONFIG.yaml and/or --preset {'|'.join(PRESETS)}")
     cfg = load_config(config_path, preset=preset, overrides={
         "kind": kind, "train_set": train_set, "steps": steps, "max_minutes": max_minutes,
         "seed": seed, "device": device})

@@ -12,6 +12,17 @@ image grids (much faster than events, same instrument model):
   the 2x coverage and mask, times the target exposure, Poisson-sampled, no background;
 * the DN *target* (1x grid): as the input with the longer exposure (an independent draw).
 
+Targets are Poisson-sampled by default (``target_noise="poisson"``, the paper's set-up). With
+``target_noise="none"`` they hold the *expected* counts instead (float, noiseless): the input is
+drawn exactly as before from the same random stream, and a model trained against expectations
+learns the conditional mean without the target's shot noise in its gradients.
+
+Besides the paper's three components there is an optional ``"points"`` component: a few dozen
+unabsorbed point sources per field with count rates drawn log-uniformly over
+:data:`POINTS_RATE_RANGE` (10 to 1000 counts in 20 ks). The Moretti AGN with the paper's
+absorption factor give almost no sources that bright, so a model trained on them alone never
+sees a bright point source to sharpen; this component covers the flux range of the PSF test.
+
 The PSF is the on-axis 1 keV PSF everywhere (no off-axis or energy dependence at image
 level; the event simulator has both). Background images are the expected particle + sky rate
 (:func:`xsa_enhance.instrument.background.background_rate_map`), scaled per sample by random
@@ -35,8 +46,12 @@ from xsa_enhance.instrument.vignetting import vignetting_map
 from xsa_enhance.simulate.sources import draw_agn, draw_extended
 
 __all__ = [
+    "ALL_COMPONENTS",
     "COMPONENTS",
     "KINDS",
+    "POINTS_PER_FIELD",
+    "POINTS_RATE_RANGE",
+    "TARGET_NOISE",
     "ComponentPair",
     "poisson_image",
     "ImageConfig",
@@ -49,8 +64,16 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Components simulated separately and summed at load time.
+#: Components simulated separately and summed at load time (the paper's three).
 COMPONENTS: tuple[str, ...] = ("extended", "agn", "background")
+#: Every component the simulator knows, including the optional bright point sources.
+ALL_COMPONENTS: tuple[str, ...] = (*COMPONENTS, "points")
+#: Target noise models: Poisson-sampled counts, or the expected counts (noiseless).
+TARGET_NOISE: tuple[str, ...] = ("poisson", "none")
+#: Mean number of sources of the ``points`` component per field (Poisson-distributed).
+POINTS_PER_FIELD: float = 40.0
+#: On-axis count-rate range (counts/s) of the ``points`` component, drawn log-uniformly.
+POINTS_RATE_RANGE: tuple[float, float] = (5e-4, 5e-2)
 #: Kinds of training set.
 KINDS: tuple[str, ...] = ("sr", "dn")
 
@@ -71,6 +94,8 @@ class ImageConfig:
         Whether targets contain background (DN yes, SR no).
     psf : KingPSF
         Input PSF; the target PSF is it scaled by ``1 / factor``.
+    target_noise : {"poisson", "none"}
+        Poisson-sampled target counts, or the expected counts.
     """
 
     kind: str
@@ -79,6 +104,7 @@ class ImageConfig:
     factor: int
     target_background: bool
     psf: KingPSF = PSF_HANDBOOK
+    target_noise: str = "poisson"
 
     @property
     def target_grid(self) -> DetGrid:
@@ -91,12 +117,19 @@ class ImageConfig:
         return self.psf.with_scale(1.0 / self.factor)
 
 
-def config_for_kind(kind: str, *, psf: KingPSF = PSF_HANDBOOK) -> ImageConfig:
-    """The paper's configuration: SR 20 ks -> 100 ks at 2x without background; DN 20 -> 50 ks."""
+def config_for_kind(
+    kind: str, *, psf: KingPSF = PSF_HANDBOOK, target_noise: str = "poisson"
+) -> ImageConfig:
+    """The paper's configuration: SR 20 ks -> 100 ks at 2x without background; DN 20 -> 50 ks.
+
+    ``target_noise`` is ``"poisson"`` (the paper) or ``"none"`` (expected target counts).
+    """
+    if target_noise not in TARGET_NOISE:
+        raise ValueError(f"unknown target noise {target_noise!r}; expected one of {TARGET_NOISE}")
     if kind == "sr":
-        return ImageConfig("sr", 20000.0, 100000.0, 2, False, psf)
+        return ImageConfig("sr", 20000.0, 100000.0, 2, False, psf, target_noise)
     if kind == "dn":
-        return ImageConfig("dn", 20000.0, 50000.0, 1, True, psf)
+        return ImageConfig("dn", 20000.0, 50000.0, 1, True, psf, target_noise)
     raise ValueError(f"unknown training-set kind {kind!r}; expected 'sr' or 'dn'")
 
 
@@ -164,8 +197,23 @@ def _observe_intrinsic(
         tgt = _convolve(rate2x, config.target_psf, GRID_2X.pixel_arcsec) * cov2
     else:
         tgt = inp
-    tgt_counts = poisson_image(rng, tgt * config.target_exposure_s)
-    return inp_counts, tgt_counts
+    return inp_counts, _target_counts(rng, tgt * config.target_exposure_s, config)
+
+
+def _target_counts(rng: np.random.Generator, lam: np.ndarray, config: ImageConfig) -> np.ndarray:
+    """Target counts with expectation ``lam``: Poisson-sampled, or ``lam`` itself."""
+    if config.target_noise == "none":
+        return np.asarray(lam, dtype=np.float32)
+    return poisson_image(rng, lam)
+
+
+def _point_rate_image(detx: np.ndarray, dety: np.ndarray, rate: np.ndarray) -> np.ndarray:
+    """Intrinsic (vignetted) rate image on the 2x grid of point sources at DET positions."""
+    ix, iy = GRID_2X.pixel_index(detx, dety)
+    ok = (ix >= 0) & (ix < GRID_2X.nx) & (iy >= 0) & (iy < GRID_2X.ny)
+    rate2x = np.zeros(GRID_2X.shape, dtype=np.float32)
+    np.add.at(rate2x, (iy[ok], ix[ok]), np.asarray(rate)[ok].astype(np.float32))
+    return rate2x * _vign(GRID_2X)
 
 
 def simulate_component(
@@ -187,21 +235,24 @@ def simulate_component(
     ComponentPair
         ``target`` is None for the SR background (targets have no background: zeros).
     """
-    v2 = _vign(GRID_2X)
+    if component == "points":
+        n = int(rng.poisson(POINTS_PER_FIELD))
+        lo, hi = POINTS_RATE_RANGE
+        rate = np.exp(rng.uniform(np.log(lo), np.log(hi), n))
+        detx = rng.uniform(GRID_1X.x_edges[0], GRID_1X.x_edges[-1], n)
+        dety = rng.uniform(GRID_1X.y_edges[0], GRID_1X.y_edges[-1], n)
+        inp, tgt = _observe_intrinsic(rng, _point_rate_image(detx, dety, rate), config)
+        return ComponentPair(inp, tgt, {"n_sources": n, "total_rate": float(rate.sum())})
     if component == "extended":
         src = draw_extended(rng, grid=GRID_1X, reference_exposure_s=config.input_exposure_s)
-        rate2x = src.rate_image(GRID_2X) * v2
+        rate2x = src.rate_image(GRID_2X) * _vign(GRID_2X)
         inp, tgt = _observe_intrinsic(rng, rate2x, config)
         meta = {"kind": src.kind, **{k: (float(v) if isinstance(v, (float, np.floating)) else v)
                                       for k, v in src.params.items()}}
         return ComponentPair(inp, tgt, meta)
     if component == "agn":
         agn = draw_agn(rng, grid=GRID_1X)
-        ix, iy = GRID_2X.pixel_index(agn.detx, agn.dety)
-        ok = (ix >= 0) & (ix < GRID_2X.nx) & (iy >= 0) & (iy < GRID_2X.ny)
-        rate2x = np.zeros(GRID_2X.shape, dtype=np.float32)
-        np.add.at(rate2x, (iy[ok], ix[ok]), agn.rate[ok].astype(np.float32))
-        rate2x *= v2
+        rate2x = _point_rate_image(agn.detx, agn.dety, agn.rate)
         inp, tgt = _observe_intrinsic(rng, rate2x, config)
         meta = {"n_sources": int(len(agn)), "absorption": float(agn.absorption),
                 "total_rate": float(agn.rate.sum())}
@@ -214,9 +265,9 @@ def simulate_component(
         inp = poisson_image(rng, rate * config.input_exposure_s)
         tgt = None
         if config.target_background:
-            tgt = poisson_image(rng, rate * config.target_exposure_s)
+            tgt = _target_counts(rng, rate * config.target_exposure_s, config)
         return ComponentPair(inp, tgt, {"particle_factor": fp, "sky_factor": fs})
-    raise ValueError(f"unknown component {component!r}; expected one of {COMPONENTS}")
+    raise ValueError(f"unknown component {component!r}; expected one of {ALL_COMPONENTS}")
 
 
 def render_point_sources(

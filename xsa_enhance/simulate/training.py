@@ -5,19 +5,21 @@ Layout (see ``docs/simulator.md``)::
     <store>/                      attrs: format, kind, factor, input_exposure_s,
                                          target_exposure_s, input_grid, target_grid, seed,
                                          n, splits, components, psf, simulator_version,
-                                         units="counts", background_target
+                                         units, background_target, target_noise
       mask_input                  (411, 403) bool   detector mask of the 1x grid
       mask_target                 (H, W) bool       detector mask of the target grid
       <split>/<component>/        split in train/val/test, component in extended/agn/background
+                                  (and "points" when asked for)
           input                   (n_split, 411, 403) float32, one image per chunk
           target                  (n_split, H, W) float32, one image per chunk
                                   attrs of the group: "samples" (per-sample parameters)
 
-Every image holds Poisson-sampled counts (integers stored as float32) of one component, so
+Every image holds Poisson-sampled counts (integers stored as float32) of one component (targets
+hold the expected counts instead when the set was written with ``target_noise="none"``), so
 that a training sample is the *sum* of one input (target) per component, drawn independently
 at load time. SR targets have no background: the background ``target`` array exists but is
 never written, so it reads as zeros and takes no space. Sample ``i`` of a component is drawn
-from ``SeedSequence([seed, component_index, i])`` and the split is by index (the first 80 %
+from ``SeedSequence([seed, component_index, i])`` (the index in ``ALL_COMPONENTS``) and the split is by index (the first 80 %
 train, next 10 % validation, last 10 % test), so a set is reproducible and any sample can be
 regenerated alone.
 """
@@ -41,7 +43,15 @@ from xsa_enhance.errors import ConfigError, InputFileError
 from xsa_enhance.instrument.grid import GRID_1X
 from xsa_enhance.instrument.mask import detector_mask
 from xsa_enhance.instrument.psf import PSF_HANDBOOK, KingPSF
-from xsa_enhance.simulate.images import COMPONENTS, KINDS, config_for_kind, simulate_component
+from xsa_enhance.simulate.images import (
+    ALL_COMPONENTS,
+    COMPONENTS,
+    KINDS,
+    TARGET_NOISE,
+    ImageConfig,
+    config_for_kind,
+    simulate_component,
+)
 
 __all__ = [
     "FORMAT",
@@ -103,6 +113,8 @@ def write_training_set(
     psf: KingPSF = PSF_HANDBOOK,
     overwrite: bool = False,
     workers: int = 1,
+    components: tuple[str, ...] = COMPONENTS,
+    target_noise: str = "poisson",
 ) -> Path:
     """Simulate ``n`` samples of each component and write them to a Zarr store.
 
@@ -126,6 +138,13 @@ def write_training_set(
     workers : int
         Worker processes. Each sample is its own chunk, so parallel writers never touch the
         same chunk; the result is identical for any number of workers.
+    components : tuple of str
+        Components to simulate: the paper's three (default), optionally with ``"points"``
+        (bright unabsorbed point sources). A component's samples do not depend on which
+        others are written.
+    target_noise : {"poisson", "none"}
+        Poisson-sampled targets (the paper) or the expected counts (noiseless). Inputs are
+        identical either way for the same seed.
 
     Returns
     -------
@@ -134,12 +153,19 @@ def write_training_set(
     """
     if kind not in KINDS:
         raise ConfigError(f"unknown training-set kind {kind!r}; expected 'sr' or 'dn'")
+    if target_noise not in TARGET_NOISE:
+        raise ConfigError(f"unknown target noise {target_noise!r}; expected one of {TARGET_NOISE}")
+    components = tuple(components)
+    unknown = [c for c in components if c not in ALL_COMPONENTS]
+    if unknown or "background" not in components or len(set(components)) != len(components):
+        raise ConfigError(f"components must be distinct names from {ALL_COMPONENTS} including "
+                          f"'background', got {list(components)}")
     sizes = split_sizes(int(n))
     path = Path(store)
     occupied = path.is_file() or (path.is_dir() and any(path.iterdir()))
     if occupied and not overwrite:
         raise InputFileError(path, "already exists (use overwrite to replace it)")
-    config = config_for_kind(kind, psf=psf)
+    config = config_for_kind(kind, psf=psf, target_noise=target_noise)
     tgrid = config.target_grid
     root = zarr.open_group(str(path), mode="w")
     root.attrs.update(
@@ -156,12 +182,13 @@ def write_training_set(
             "seed": int(seed),
             "n": int(n),
             "splits": sizes,
-            "components": list(COMPONENTS),
+            "components": list(components),
+            "target_noise": target_noise,
             "psf": psf.name,
             "psf_scale_target": 1.0 / config.factor,
             "target_background": config.target_background,
             "background_target": "present" if config.target_background else "zeros",
-            "units": "counts",
+            "units": "counts" if target_noise == "poisson" else "counts (targets: expected)",
             "simulator_version": __version__,
         }
     )
@@ -169,7 +196,7 @@ def write_training_set(
     root.create_array("mask_target", data=detector_mask(tgrid))
     arrays = {}
     for split, count in sizes.items():
-        for comp in COMPONENTS:
+        for comp in components:
             g = root.require_group(f"{split}/{comp}")
             ai = g.create_array(
                 "input", shape=(count, *GRID_1X.shape), chunks=(1, *GRID_1X.shape),
@@ -184,7 +211,8 @@ def write_training_set(
             arrays[(split, comp)] = (g, ai, at)
 
     jobs = []
-    for ci, comp in enumerate(COMPONENTS):
+    for comp in components:
+        ci = ALL_COMPONENTS.index(comp)  # the seed stream of a component never changes
         i = 0
         for split, count in sizes.items():
             for j in range(count):
@@ -196,7 +224,7 @@ def write_training_set(
         if progress is not None:
             it = progress(jobs, total=len(jobs), desc=f"simulating {kind} components")
         for job in it:
-            split, comp, meta = _run_job(str(path), kind, psf, int(seed), job, arrays)
+            split, comp, meta = _run_job(str(path), config, int(seed), job, arrays)
             samples[(split, comp)].append(meta)
     else:
         import concurrent.futures as cf
@@ -204,7 +232,7 @@ def write_training_set(
 
         ctx = mp.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = [pool.submit(_run_job, str(path), kind, psf, int(seed), job, None)
+            futures = [pool.submit(_run_job, str(path), config, int(seed), job, None)
                        for job in jobs]
             done: Iterable = cf.as_completed(futures)
             if progress is not None:
@@ -224,11 +252,10 @@ def write_training_set(
 
 
 def _run_job(
-    path: str, kind: str, psf: KingPSF, seed: int, job: tuple, arrays: dict | None
+    path: str, config: ImageConfig, seed: int, job: tuple, arrays: dict | None
 ) -> tuple[str, str, dict]:
     """Simulate and write one sample; opens the arrays itself when run in a worker."""
     ci, comp, i, split, j = job
-    config = config_for_kind(kind, psf=psf)
     rng = np.random.default_rng(np.random.SeedSequence([seed & 0xFFFFFFFF, ci, i]))
     pair = simulate_component(comp, rng, config)
     if arrays is not None:
@@ -282,6 +309,7 @@ class TrainingSet:
         self.components: tuple[str, ...] = tuple(a["components"])
         self.splits: dict[str, int] = dict(a["splits"])
         self.target_background: bool = bool(a["target_background"])
+        self.target_noise: str = str(a.get("target_noise", "poisson"))
         self.attrs: dict = dict(a)
         self.mask: np.ndarray = np.asarray(root["mask_input"][...], dtype=bool)
         self.target_mask: np.ndarray = np.asarray(root["mask_target"][...], dtype=bool)

@@ -4,7 +4,9 @@ The simulator (:mod:`xsa_enhance.simulate.training`) stores the extended, AGN an
 components of every training pair separately, each already Poisson-sampled, so that any sum of
 components is a valid observation. As in the paper, a training sample is a random combination:
 one extended source (with probability ``p_extended``), one AGN field (``p_agn``) and one
-background image (always), drawn independently from the same split. The split (80/10/10) is by
+background image (always), drawn independently from the same split. A set written with the
+optional ``points`` component (bright unabsorbed point sources) adds one such field with
+probability ``p_points`` (default 0: the paper's mixture). The split (80/10/10) is by
 component, so no component of the test set is ever seen in training.
 
 Only the crop of each component is read from Zarr (chunked storage), so nothing is loaded as a
@@ -47,8 +49,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The simulator's component names.
-COMPONENTS: tuple[str, ...] = ("extended", "agn", "background")
+#: The simulator's component names (the paper's three, then the optional bright point sources).
+COMPONENTS: tuple[str, ...] = ("extended", "agn", "background", "points")
 
 
 def target_clamp_for(factor: int) -> float:
@@ -121,6 +123,8 @@ class PairSource:
         Stretch (paper: ``"sqrt"``).
     p_extended, p_agn : float
         Probabilities of including an extended source and an AGN field in a sample.
+    p_points : float
+        Probability of including a field of the ``points`` component (sets written with it).
     exposure_channel : bool
         Add the ``mask * exposure_s / 100 ks`` channel the published models took.
     min_mask_fraction : float
@@ -138,6 +142,7 @@ class PairSource:
         stretch: str = "sqrt",
         p_extended: float = 0.8,
         p_agn: float = 0.8,
+        p_points: float = 0.0,
         exposure_channel: bool = False,
         min_mask_fraction: float = 0.5,
     ) -> None:
@@ -152,11 +157,21 @@ class PairSource:
         self.stretch = stretch
         self.p_extended = float(p_extended)
         self.p_agn = float(p_agn)
+        self.p_points = float(p_points)
         self.exposure_channel = bool(exposure_channel)
         self.in_exp = float(training_set.input_exposure_s)
         self.out_exp = float(training_set.target_exposure_s)
-        self.comps = {name: training_set.component(name, split) for name in COMPONENTS}
-        self.n = {name: int(c.input.shape[0]) for name, c in self.comps.items()}
+        present = tuple(getattr(training_set, "components", COMPONENTS[:3]))
+        if self.p_points > 0 and "points" not in present:
+            raise ConfigError(
+                f"p_points is {self.p_points} but training set "
+                f"{getattr(training_set, 'path', '')} has no 'points' component "
+                "(write it with `xsa-enhance simulate training-set --points`)"
+            )
+        self.comps = {name: training_set.component(name, split)
+                      for name in COMPONENTS if name in present}
+        self.n = {name: int(self.comps[name].input.shape[0]) if name in self.comps else 0
+                  for name in COMPONENTS}
         if self.n["background"] == 0:
             raise InputFileError(str(getattr(training_set, "path", "training set")),
                                  f"split {split!r} has no background images")
@@ -198,6 +213,9 @@ class PairSource:
             if self.n["agn"] and rng.random() < self.p_agn else None,
             "background": int(rng.integers(self.n["background"])),
         }
+        if self.n["points"] and self.p_points > 0:  # no draw otherwise: old streams unchanged
+            combo["points"] = (int(rng.integers(self.n["points"]))
+                               if rng.random() < self.p_points else None)
         y0, x0 = (int(v) for v in self._positions[rng.integers(len(self._positions))])
         return combo, (y0, x0)
 

@@ -55,8 +55,15 @@ def _store(work: Path, kind: str, role: str) -> Path:
 
 
 def make_data(work: Path, *, n: int, seed: int, test_n: int, test_seed: int,
-              kinds: tuple[str, ...] = ("sr", "dn")) -> dict[str, Any]:
-    """Write the training and held-out test sets; returns their paths and timings."""
+              kinds: tuple[str, ...] = ("sr", "dn"), points: bool = False,
+              target_noise: str = "poisson") -> dict[str, Any]:
+    """Write the training and held-out test sets; returns their paths and timings.
+
+    ``points`` and ``target_noise`` apply to the training sets only: the held-out test sets
+    always have the paper's three components and Poisson-sampled targets, so figures of every
+    training round are measured on the same kind of data.
+    """
+    from xsa_enhance.simulate.images import COMPONENTS
     from xsa_enhance.simulate.training import write_training_set
 
     out: dict[str, Any] = {}
@@ -68,14 +75,21 @@ def make_data(work: Path, *, n: int, seed: int, test_n: int, test_seed: int,
                 out[f"{role}_{kind}"] = {"path": str(path), "n": nn, "seed": sd, "reused": True}
                 continue
             t0 = time.monotonic()
-            write_training_set(str(path), kind=kind, n=nn, seed=sd)
+            extra: dict[str, Any] = {}
+            if role == "train":
+                extra = {"components": (*COMPONENTS, "points") if points else COMPONENTS,
+                         "target_noise": target_noise}
+            write_training_set(str(path), kind=kind, n=nn, seed=sd, **extra)
             out[f"{role}_{kind}"] = {"path": str(path), "n": nn, "seed": sd,
-                                     "wall_s": round(time.monotonic() - t0, 1)}
+                                     "wall_s": round(time.monotonic() - t0, 1),
+                                     **{k: list(v) if isinstance(v, tuple) else v
+                                        for k, v in extra.items()}}
             logger.info("wrote %s (%d pairs, seed %d)", path, nn, sd)
     return out
 
 
-def _train_one(kind: str, work: str, minutes: float, seed: int, preset: str, resume: bool) -> None:
+def _train_one(kind: str, work: str, minutes: float, seed: int, preset: str, resume: bool,
+               init_weights: str | None = None) -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -87,17 +101,25 @@ def _train_one(kind: str, work: str, minutes: float, seed: int, preset: str, res
         "kind": kind, "train_set": str(_store(Path(work), kind, "train")),
         "max_minutes": minutes, "seed": seed, "num_threads": 1})
     run = Path(work) / f"train_{kind}"
-    res = train(cfg, run, resume=resume and (run / "last.pt").is_file())
+    res = train(cfg, run, resume=resume and (run / "last.pt").is_file(),
+                init_weights=init_weights)
     (run / "result.json").write_text(json.dumps({
         "steps": res.steps_done, "best_step": res.best_step, "best_val_loss": res.best_val_loss,
         "wall_s": res.wall_s, "stopped_by_time": res.stopped_by_time}))
 
 
 def train_both(work: Path, *, minutes: float, seed: int, preset: str = "small",
-               resume: bool = False, kinds: tuple[str, ...] = ("sr", "dn")) -> None:
-    """Train the kinds side by side, one process and one torch thread each."""
+               resume: bool = False, kinds: tuple[str, ...] = ("sr", "dn"),
+               init_from: str | None = None) -> None:
+    """Train the kinds side by side, one process and one torch thread each.
+
+    ``init_from`` (a version such as ``"v2"``) fine-tunes each kind from that round's
+    registered model instead of a fresh initialisation.
+    """
+    inits = names_for(init_from) if init_from else {}
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_train_one, args=(k, str(work), minutes, seed, preset, resume),
+    procs = [ctx.Process(target=_train_one,
+                         args=(k, str(work), minutes, seed, preset, resume, inits.get(k)),
                          name=f"train-{k}") for k in kinds]
     for p in procs:
         p.start()
@@ -263,6 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--registry-dir", default=None)
     ap.add_argument("--version", default="v1",
                     help="model version in the registered names (xmm-superres-VERSION)")
+    ap.add_argument("--points", action="store_true",
+                    help="training sets with the bright point-source component")
+    ap.add_argument("--target-noise", choices=("poisson", "none"), default="poisson",
+                    help="training-set targets: Poisson-sampled or expected counts")
+    ap.add_argument("--init-from", default=None,
+                    help="fine-tune from this round's registered models (e.g. v2)")
     args = ap.parse_args(argv)
     from xsa_enhance.cli.common import configure_logging
 
@@ -279,10 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     summary["args"] = vars(args)
     if "data" in stages:
         summary["data"] = make_data(work, n=args.n, seed=args.data_seed, test_n=args.test_n,
-                                    test_seed=args.test_seed, kinds=kinds)
+                                    test_seed=args.test_seed, kinds=kinds,
+                                    points=args.points, target_noise=args.target_noise)
     if "train" in stages:
         train_both(work, minutes=args.minutes, seed=args.seed, preset=args.preset,
-                   resume=args.resume, kinds=kinds)
+                   resume=args.resume, kinds=kinds, init_from=args.init_from)
     names = names_for(args.version)
     if "register" in stages:
         summary["registered"] = register_both(work, registry_dir=args.registry_dir, kinds=kinds,

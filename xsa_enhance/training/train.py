@@ -50,7 +50,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Names of the shipped presets (YAML files in ``xsa_enhance/training/presets/``).
-PRESETS: tuple[str, ...] = ("paper", "small", "small-v2")
+PRESETS: tuple[str, ...] = ("paper", "small", "small-v2", "small-v3")
 
 
 @dataclass
@@ -79,6 +79,9 @@ class TrainConfig:
         Normalisation stretch (paper: sqrt).
     p_extended, p_agn : float
         Probability of including an extended source / an AGN field in a sample.
+    p_points : float
+        Probability of including a field of bright point sources (training sets written with
+        the ``points`` component; 0 = the paper's mixture).
     steps : int
         Total optimiser steps.
     val_every : int
@@ -115,6 +118,7 @@ class TrainConfig:
     stretch: str = "sqrt"
     p_extended: float = 0.8
     p_agn: float = 0.8
+    p_points: float = 0.0
     steps: int = 10000
     val_every: int = 500
     n_val: int = 16
@@ -137,6 +141,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr!r}")
+        for name in ("p_extended", "p_agn", "p_points"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise ConfigError(f"{name} must be a probability in [0, 1], got "
+                                  f"{getattr(self, name)!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
         loss = loss_from_config(self.loss)
@@ -425,7 +433,7 @@ def train(
             f"training set {config.train_set} is of kind {ts.kind!r}, config asks for {config.kind!r}"
         )
     src_kwargs = dict(stretch=config.stretch, p_extended=config.p_extended, p_agn=config.p_agn,
-                      exposure_channel=config.exposure_channel)
+                      p_points=config.p_points, exposure_channel=config.exposure_channel)
     train_src = PairSource(ts, "train", crop=config.crop, **src_kwargs)
     val_src = PairSource(ts, "val", crop=config.val_crop, **src_kwargs)
     loss_fn = loss_from_config(config.loss)
