@@ -93,6 +93,22 @@ def corrupt_file(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def _corrupt_if_asked(obs: StandinObservation, files: list[Path]) -> None:
+    """Damage the PIEVLI files among ``files`` when ``obs`` is a ``corrupt`` observation.
+
+    Parameters
+    ----------
+    obs : StandinObservation
+        The observation the files were produced for.
+    files : list of Path
+        The files a producer wrote; other kinds of observation leave them as they are.
+    """
+    if obs.kind == "corrupt":
+        for f in files:
+            if "PIEVLI" in f.name:
+                corrupt_file(f)
+
+
 def simulate_products(out_dir: Path, obs: StandinObservation) -> list[Path]:
     """Produce the pn PPS files of one observation with :mod:`xsa_enhance.simulate`.
 
@@ -151,10 +167,7 @@ def simulate_products(out_dir: Path, obs: StandinObservation) -> list[Path]:
             _retag_exposure(target, obs.obsid, exp.exposure_id)
             files.append(target)
         shutil.rmtree(work, ignore_errors=True)
-    if obs.kind == "corrupt":
-        for f in files:
-            if "PIEVLI" in f.name:
-                corrupt_file(f)
+    _corrupt_if_asked(obs, files)
     return files
 
 
@@ -309,10 +322,7 @@ def minimal_products(out_dir: Path, obs: StandinObservation) -> list[Path]:
             fits.HDUList([p0, lc]).writeto(fbk)
             _gzip_in_place(fbk)
             files.append(fbk)
-    if obs.kind == "corrupt":
-        for f in files:
-            if "PIEVLI" in f.name:
-                corrupt_file(f)
+    _corrupt_if_asked(obs, files)
     return files
 
 
