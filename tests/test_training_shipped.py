@@ -1,4 +1,4 @@
-"""The shipped models xmm-superres-v1/-v2, xmm-denoise-v1/-v2: registry checks and sane behaviour."""
+"""The shipped models xmm-superres-v1/-v2/-v3, xmm-denoise-v1/-v2/-v3: registry checks, behaviour."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ from xsa_enhance.models.registry import default_registry_dir, file_sha256, load_
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 
 
-@pytest.mark.parametrize("name,kind,factor,target_s", [
-    ("xmm-superres-v1", "sr", 2, 100_000.0),
-    ("xmm-denoise-v1", "dn", 1, 50_000.0),
-    ("xmm-superres-v2", "sr", 2, 100_000.0),
-    ("xmm-denoise-v2", "dn", 1, 50_000.0),
+@pytest.mark.parametrize("name,kind,factor,target_s,seed", [
+    ("xmm-superres-v1", "sr", 2, 100_000.0, 1),
+    ("xmm-denoise-v1", "dn", 1, 50_000.0, 1),
+    ("xmm-superres-v2", "sr", 2, 100_000.0, 1),
+    ("xmm-denoise-v2", "dn", 1, 50_000.0, 1),
+    ("xmm-superres-v3", "sr", 2, 100_000.0, 3),
+    ("xmm-denoise-v3", "dn", 1, 50_000.0, 3),
 ])
-def test_shipped_weights_load_and_match_their_digest(name, kind, factor, target_s):
+def test_shipped_weights_load_and_match_their_digest(name, kind, factor, target_s, seed):
     m = load_model(name)
     assert m.kind == kind and m.factor == factor
     assert m.input_exposure_s == 20_000.0 and m.target_exposure_s == target_s
@@ -28,7 +30,7 @@ def test_shipped_weights_load_and_match_their_digest(name, kind, factor, target_
     assert path.stat().st_size < 5 * 2**20  # small enough to ship in the package
     assert file_sha256(path) == m.sha256
     card = m.card
-    assert card["training"]["seed"] == 1 and card["caveats"]
+    assert card["training"]["seed"] == seed and card["caveats"]
     # the model card documents this exact file
     assert m.sha256 in DOCS.read_text()
 
@@ -85,6 +87,8 @@ _FLUX_BIAS_V2 = pytest.mark.xfail(strict=True, reason=(
     pytest.param("xmm-denoise-v1", marks=_FLUX_BIAS),
     pytest.param("xmm-superres-v2", marks=_FLUX_BIAS_V2),
     pytest.param("xmm-denoise-v2", marks=_FLUX_BIAS_V2),
+    "xmm-superres-v3",
+    "xmm-denoise-v3",
 ])
 def test_shipped_models_keep_point_source_flux(name):
     """On a 20 ks frame the output keeps the sources' flux (within 25 %) in 20" boxes."""
@@ -100,10 +104,23 @@ def test_v2_keeps_much_more_point_source_flux_than_v1(kind):
     assert r2 > 0.35 and r2 > 3.0 * r1, (r1, r2)
 
 
-def test_aliases_resolve_to_v2_and_v1_stays_registered():
+def test_aliases_resolve_to_v3_and_earlier_rounds_stay_registered():
     for kind in ("superres", "denoise"):
-        assert load_model(f"xmm-{kind}").sha256 == load_model(f"xmm-{kind}-v2").sha256
-        assert load_model(f"xmm-{kind}-v1").sha256 != load_model(f"xmm-{kind}-v2").sha256
+        digests = {v: load_model(f"xmm-{kind}-{v}").sha256 for v in ("v1", "v2", "v3")}
+        assert load_model(f"xmm-{kind}").sha256 == digests["v3"]
+        assert len(set(digests.values())) == 3
+
+
+def test_pipeline_defaults_name_v3():
+    import yaml
+
+    from xsa_enhance.pipeline.config import EnhanceSettings
+
+    assert EnhanceSettings().models == ("xmm-superres-v3", "xmm-denoise-v3")
+    root = Path(__file__).resolve().parents[1] / "pipelines"
+    for f in sorted(root.glob("*.yaml")):
+        cfg = yaml.safe_load(f.read_text())
+        assert cfg["enhance"]["models"] == ["xmm-superres-v3", "xmm-denoise-v3"], f.name
 
 
 def test_ship_recipe_names_versions():

@@ -6,11 +6,16 @@
    held-out test sets made with another seed (``--test-n``, seed ``--test-seed``);
 2. ``train``: the ``small`` preset for SR and DN, side by side in two processes with one
    torch thread each, ``--minutes`` wall-clock limit each (best validation checkpoint kept);
-3. ``register``: weight files through :func:`xsa_enhance.models.registry.save_weights` and
+3. ``anneal`` (only with ``--anneal-minutes`` > 0): a second phase from each run's best
+   weights at ``--anneal-lr``, into ``WORK_DIR/anneal_sr``, ``anneal_dn``;
+4. ``register``: weight files (of the anneal run when there was one) through :func:`xsa_enhance.models.registry.save_weights` and
    :func:`~xsa_enhance.models.registry.register_weights` as ``xmm-superres-v1`` and
    ``xmm-denoise-v1`` (into ``--registry-dir``, default the package's ``weights`` folder);
-4. ``evaluate``: :func:`xsa_enhance.training.evaluate.evaluate` of both on the held-out test
+5. ``evaluate``: :func:`xsa_enhance.training.evaluate.evaluate` of both on the held-out test
    sets and the SR PSF / deblending test, into ``WORK_DIR/eval_sr``, ``eval_dn``, ``psf``.
+
+Later rounds: ``--version v3 --preset small-v3 --init-from v2 --points --target-noise none
+--seed 3 --minutes 60 --anneal-minutes 25`` (see docs/models.md).
 
 ``--stages data,train`` runs a subset (each stage reads what the previous wrote in WORK_DIR).
 Everything is seeded; on the same hardware the run is repeatable up to the wall-clock limit
@@ -47,7 +52,7 @@ def names_for(version: str = "v1") -> dict[str, str]:
         raise ConfigError(f"model version must look like 'v2', got {version!r}")
     return {"sr": f"xmm-superres-{version}", "dn": f"xmm-denoise-{version}"}
 
-STAGES = ("data", "train", "register", "evaluate", "card")
+STAGES = ("data", "train", "anneal", "register", "evaluate", "card")
 
 
 def _store(work: Path, kind: str, role: str) -> Path:
@@ -130,6 +135,49 @@ def train_both(work: Path, *, minutes: float, seed: int, preset: str = "small",
         raise RuntimeError(f"training failed: {bad}")
 
 
+def _anneal_one(kind: str, work: str, minutes: float, seed: int, preset: str, lr: float) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from xsa_enhance.cli.common import configure_logging
+    from xsa_enhance.training.train import load_config, train
+
+    configure_logging("INFO")
+    cfg = load_config(preset=preset, overrides={
+        "kind": kind, "train_set": str(_store(Path(work), kind, "train")), "lr": lr,
+        "max_minutes": minutes, "seed": seed, "num_threads": 1})
+    run = Path(work) / f"anneal_{kind}"
+    res = train(cfg, run, init_weights=Path(work) / f"train_{kind}" / "best.pt")
+    (run / "result.json").write_text(json.dumps({
+        "steps": res.steps_done, "best_step": res.best_step, "best_val_loss": res.best_val_loss,
+        "wall_s": res.wall_s, "stopped_by_time": res.stopped_by_time, "lr": lr}))
+
+
+def anneal_both(work: Path, *, minutes: float, seed: int, preset: str, lr: float,
+                kinds: tuple[str, ...] = ("sr", "dn")) -> None:
+    """Second phase at a lower learning rate, from each ``train_KIND/best.pt``, side by side.
+
+    Runs into ``WORK/anneal_KIND`` (seed ``seed``, so other validation crops than the first
+    phase's); :func:`register_both` then takes that run's best weights.
+    """
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_anneal_one, args=(k, str(work), minutes, seed, preset, lr),
+                         name=f"anneal-{k}") for k in kinds]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    bad = [p.name for p in procs if p.exitcode != 0]
+    if bad:
+        raise RuntimeError(f"annealing failed: {bad}")
+
+
+def _final_run(work: Path, kind: str) -> Path:
+    """The run whose best weights are shipped: the anneal phase when there was one."""
+    anneal = work / f"anneal_{kind}"
+    return anneal if (anneal / "best.pt").is_file() else work / f"train_{kind}"
+
+
 def _card(kind: str, work: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     import torch
 
@@ -137,6 +185,9 @@ def _card(kind: str, work: Path, extra: dict[str, Any] | None = None) -> dict[st
 
     run = work / f"train_{kind}"
     result = json.loads((run / "result.json").read_text()) if (run / "result.json").is_file() else {}
+    anneal = work / f"anneal_{kind}" / "result.json"
+    if anneal.is_file():
+        result = {**result, "anneal": json.loads(anneal.read_text())}
     card = {
         "summary": ("XMM-SuperRes: 20 ks EPIC-pn 0.5-2 keV image -> 2x finer grid, 100 ks, "
                     "background-free" if kind == "sr" else
@@ -170,7 +221,7 @@ def register_both(work: Path, *, registry_dir: str | None = None,
     for kind in kinds:
         name = names[kind]
         path = work / f"{name}.pt"
-        sha = export_weights(work / f"train_{kind}", path, name=name, card=_card(kind, work))
+        sha = export_weights(_final_run(work, kind), path, name=name, card=_card(kind, work))
         entry = register_weights(path, name=name, kind=kind, registry_dir=registry_dir)
         out[kind] = {"id": entry.id, "sha256": entry.sha256, "file": entry.file,
                      "exported_sha256": sha, "size_bytes": path.stat().st_size}
@@ -289,6 +340,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="training sets with the bright point-source component")
     ap.add_argument("--target-noise", choices=("poisson", "none"), default="poisson",
                     help="training-set targets: Poisson-sampled or expected counts")
+    ap.add_argument("--anneal-minutes", type=float, default=0.0,
+                    help="wall-clock limit of the anneal stage (0: no anneal stage)")
+    ap.add_argument("--anneal-lr", type=float, default=5e-5,
+                    help="learning rate of the anneal stage (seed: --seed + 1)")
     ap.add_argument("--init-from", default=None,
                     help="fine-tune from this round's registered models (e.g. v2)")
     args = ap.parse_args(argv)
@@ -312,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     if "train" in stages:
         train_both(work, minutes=args.minutes, seed=args.seed, preset=args.preset,
                    resume=args.resume, kinds=kinds, init_from=args.init_from)
+    if "anneal" in stages and args.anneal_minutes > 0:
+        anneal_both(work, minutes=args.anneal_minutes, seed=args.seed + 1, preset=args.preset,
+                    lr=args.anneal_lr, kinds=kinds)
     names = names_for(args.version)
     if "register" in stages:
         summary["registered"] = register_both(work, registry_dir=args.registry_dir, kinds=kinds,
