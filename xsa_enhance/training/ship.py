@@ -122,17 +122,21 @@ def train_both(work: Path, *, minutes: float, seed: int, preset: str = "small",
     registered model instead of a fresh initialisation.
     """
     inits = names_for(init_from) if init_from else {}
+    _side_by_side(_train_one, {k: (k, str(work), minutes, seed, preset, resume, inits.get(k))
+                               for k in kinds}, "train")
+
+
+def _side_by_side(target: Any, args: dict[str, tuple], label: str) -> None:
+    """Run ``target(*args[kind])`` for every kind in its own spawned process; wait for all."""
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_train_one,
-                         args=(k, str(work), minutes, seed, preset, resume, inits.get(k)),
-                         name=f"train-{k}") for k in kinds]
+    procs = [ctx.Process(target=target, args=a, name=f"{label}-{k}") for k, a in args.items()]
     for p in procs:
         p.start()
     for p in procs:
         p.join()
     bad = [p.name for p in procs if p.exitcode != 0]
     if bad:
-        raise RuntimeError(f"training failed: {bad}")
+        raise RuntimeError(f"{label} failed: {bad}")
 
 
 def _anneal_one(kind: str, work: str, minutes: float, seed: int, preset: str, lr: float) -> None:
@@ -160,16 +164,8 @@ def anneal_both(work: Path, *, minutes: float, seed: int, preset: str, lr: float
     Runs into ``WORK/anneal_KIND`` (seed ``seed``, so other validation crops than the first
     phase's); :func:`register_both` then takes that run's best weights.
     """
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_anneal_one, args=(k, str(work), minutes, seed, preset, lr),
-                         name=f"anneal-{k}") for k in kinds]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
-    bad = [p.name for p in procs if p.exitcode != 0]
-    if bad:
-        raise RuntimeError(f"annealing failed: {bad}")
+    _side_by_side(_anneal_one, {k: (k, str(work), minutes, seed, preset, lr) for k in kinds},
+                  "anneal")
 
 
 def _final_run(work: Path, kind: str) -> Path:
