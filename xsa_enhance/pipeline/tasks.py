@@ -230,7 +230,7 @@ def observation_task(
             in_mask = np.asarray(im.mask, dtype=bool)
             counts = np.asarray(im.counts)
             attrs = {
-                "obsid": obsid,
+                **_pointing_fields(obsid, proc),
                 "expidstr": im.expidstr,
                 "length_ks": None if im.length_ks is None else float(im.length_ks),
                 "n_slices": int(im.n_slices),
@@ -240,12 +240,6 @@ def observation_task(
                 "grid_binsize": float(im.grid.binsize),
                 "band_eV": [int(im.band[0]), int(im.band[1])],
                 "expression": str(im.expression),
-                "ra_pnt": float(proc.ra_pnt),
-                "dec_pnt": float(proc.dec_pnt),
-                "pa_pnt": float(proc.pa_pnt),
-                "filter": str(proc.filter),
-                "submode": str(proc.submode),
-                "date_obs": str(proc.date_obs),
                 "pps_version": str(record.get("pps_version", "")),
             }
             path = store.write_slice_input(
