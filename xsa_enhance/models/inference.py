@@ -363,7 +363,7 @@ def enhance_batch(
     for i, (rate, m, info, _padded, (top, left)) in enumerate(preps):
         ny, nx = rate.shape
         y = outs[i][top * f:(top + ny) * f, left * f:(left + nx) * f]  # type: ignore[index]
-        out_info = info.for_output(f)
+        out_info = info.for_output(f, model.output_clamp_ratio)
         out_rate = denormalise(y, out_info)
         if restore:
             out_rate, restored, summary = restore_flux(out_rate, rate, info.value, factor=f,
@@ -382,6 +382,7 @@ def enhance_batch(
             "clamp_mode": info.mode,
             "clamp_value": info.value,
             "clamp_value_output": out_info.value,
+            "output_clamp_ratio": model.output_clamp_ratio,
             "clamp_quantile": info.q,
             "stretch": info.stretch,
             "software_version": __version__,

@@ -21,10 +21,16 @@ Clamp modes (:class:`ClampSpec`)
 ``none``
     No clipping: the value is the image maximum, so the image is only scaled into [0, 1].
 
-For quantile and none clamps the value of a network *output* cannot come from the (unknown)
-target; it is derived from the input value as ``value_in / factor**2`` (the same ratio as the
-paper's constants: the flux of one input pixel spreads over ``factor**2`` output pixels). A
-value that would be zero or non-finite (an empty image) falls back to the constant.
+The value of a network *output* cannot come from the (unknown) target; it is the input value
+times the model's *output clamp ratio* (:func:`output_clamp_ratio`, :meth:`NormInfo.for_output`).
+The paper's ratio is ``1 / factor**2`` (0.25 for SR, the ratio of its constants: the flux of one
+input pixel spreads over ``factor**2`` output pixels). That is right for flat, extended emission
+but not for point sources: a PSF that shrinks with the pixel puts the *same* fraction of a
+source's flux into its central pixel, so an SR target's point-source peaks are about as high
+per pixel as the input's and a ratio of 0.25 clips them at a quarter of that (the talk's
+"clamping broke the input-target PSF relation"). Models trained with ``output_clamp_ratio: 1``
+(``xmm-superres-v4`` on) keep those peaks. A value that would be zero or non-finite (an empty
+image) falls back to the constant.
 
 Stretches
 ---------
@@ -60,6 +66,7 @@ __all__ = [
     "stretch_forward",
     "stretch_inverse",
     "clamp_value",
+    "output_clamp_ratio",
     "normalise",
     "denormalise",
 ]
@@ -173,9 +180,19 @@ class NormInfo:
     stretch: str
     q: float | None = None
 
-    def for_output(self, factor: int) -> "NormInfo":
-        """The info for a network output on a grid ``factor`` times finer (value / factor**2)."""
-        return NormInfo(self.mode, self.value / float(factor) ** 2, self.stretch, self.q)
+    def for_output(self, factor: int, ratio: float | None = None) -> "NormInfo":
+        """The info for a network output on a grid ``factor`` times finer.
+
+        Parameters
+        ----------
+        factor : int
+            Output grid factor (1 for DN, 2 for SR).
+        ratio : float, optional
+            Output clamp value / input clamp value (default the paper's ``1 / factor**2``,
+            :func:`output_clamp_ratio`).
+        """
+        r = output_clamp_ratio(factor) if ratio is None else float(ratio)
+        return NormInfo(self.mode, self.value * r, self.stretch, self.q)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (for product attributes)."""
@@ -249,6 +266,38 @@ def stretch_inverse(y: Any, stretch: str) -> Any:
     if stretch == "asinh":
         return ASINH_A * xp.sinh(y * math.asinh(1.0 / ASINH_A))
     return xp.expm1(y * math.log1p(LOG_A)) / LOG_A
+
+
+def output_clamp_ratio(factor: int, ratio: float | None = None) -> float:
+    """Output clamp value over input clamp value of a model.
+
+    Parameters
+    ----------
+    factor : int
+        Output grid factor (1 for DN, 2 for SR).
+    ratio : float, optional
+        The model's own ratio (its config key ``output_clamp_ratio``); ``None`` gives the
+        paper's ``1 / factor**2`` (SR 0.25, DN 1).
+
+    Returns
+    -------
+    float
+        A positive, finite ratio.
+
+    Raises
+    ------
+    ConfigError
+        A ratio that is not a positive finite number.
+    """
+    if ratio is None:
+        return 1.0 / float(factor) ** 2
+    try:
+        r = float(ratio)
+    except (TypeError, ValueError):
+        raise ConfigError(f"output_clamp_ratio must be a number, got {ratio!r}") from None
+    if not (math.isfinite(r) and r > 0):
+        raise ConfigError(f"output_clamp_ratio must be positive and finite, got {ratio!r}")
+    return r
 
 
 def _constant_for(role: str, factor: int, spec: ClampSpec) -> float:

@@ -23,7 +23,8 @@ registered file is checked before it is unpickled; for a file given by path, the
 Config keys used by the inference engine (defaults in brackets): ``filters`` [32],
 ``blocks`` [4], ``growth`` [32], ``exposure_channel`` [False], ``input_exposure_s`` [20000],
 ``target_exposure_s`` [SR 100000, DN 50000], ``stretch`` ["sqrt"], ``clamp`` ["constant"],
-``pad_shape`` [[416, 416]].
+``pad_shape`` [[416, 416]], ``output_clamp_ratio`` [the paper's ``1 / factor**2``: SR 0.25, DN 1;
+see :func:`xsa_enhance.models.normalise.output_clamp_ratio`].
 """
 
 from __future__ import annotations
@@ -168,6 +169,13 @@ class LoadedModel:
     def exposure_channel(self) -> bool:
         """Whether the network takes the exposure channel."""
         return bool(self.config.get("exposure_channel", False))
+
+    @property
+    def output_clamp_ratio(self) -> float:
+        """Clamp value of the network output over that of its input (config key, or 1/factor²)."""
+        from xsa_enhance.models.normalise import output_clamp_ratio
+
+        return output_clamp_ratio(self.factor, self.config.get("output_clamp_ratio"))
 
     @property
     def pad_shape(self) -> tuple[int, int]:
@@ -499,6 +507,13 @@ def load_model(
         p.requires_grad_(False)
     if device is not None:
         net.to(torch.device(device))
+    if config.get("output_clamp_ratio") is not None:
+        from xsa_enhance.models.normalise import output_clamp_ratio
+
+        try:
+            output_clamp_ratio(int(net.factor), config["output_clamp_ratio"])
+        except ConfigError as exc:
+            raise InputFileError(path, str(exc)) from exc
     try:
         return LoadedModel(
             name=display, kind=kind, sha256=digest, network=net, config=config, card=card,

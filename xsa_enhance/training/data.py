@@ -26,6 +26,7 @@ import torch
 
 from xsa_enhance.errors import ConfigError, InputFileError
 from xsa_enhance.models.networks import EXPOSURE_SCALE_S
+from xsa_enhance.models.normalise import output_clamp_ratio as output_clamp_ratio_of
 from xsa_enhance.models.normalise import (
     DN_TARGET_CLAMP,
     INPUT_CLAMP,
@@ -53,9 +54,15 @@ logger = logging.getLogger(__name__)
 COMPONENTS: tuple[str, ...] = ("extended", "agn", "background", "points")
 
 
-def target_clamp_for(factor: int) -> float:
-    """Constant target clamp for a model with upsampling ``factor`` (1 for DN, 2 for SR)."""
-    return SR_TARGET_CLAMP if factor == 2 else DN_TARGET_CLAMP
+def target_clamp_for(factor: int, ratio: float | None = None) -> float:
+    """Constant target clamp for a model with upsampling ``factor`` (1 for DN, 2 for SR).
+
+    ``ratio`` is the model's output clamp ratio (:func:`~xsa_enhance.models.normalise.
+    output_clamp_ratio`); ``None`` gives the paper's constants.
+    """
+    if ratio is None:
+        return SR_TARGET_CLAMP if factor == 2 else DN_TARGET_CLAMP
+    return INPUT_CLAMP * output_clamp_ratio_of(factor, ratio)
 
 
 def normalise_rate(rate: np.ndarray, *, clamp: float, stretch: str = "sqrt") -> np.ndarray:
@@ -118,7 +125,10 @@ class PairSource:
         Input crop side in 1x pixels (the target crop is ``factor * crop``); ``None`` for full
         frames.
     clamp_input, clamp_target : float, optional
-        Constant clamps (default: the paper's values for the set's kind).
+        Constant clamps (default: the paper's values for the set's kind; the target's is
+        ``clamp_input * output_clamp_ratio`` when a ratio is given).
+    output_clamp_ratio : float, optional
+        The model's output clamp ratio (default the paper's ``1 / factor**2``).
     stretch : str
         Stretch (paper: ``"sqrt"``).
     p_extended, p_agn : float
@@ -139,6 +149,7 @@ class PairSource:
         crop: int | None = 64,
         clamp_input: float | None = None,
         clamp_target: float | None = None,
+        output_clamp_ratio: float | None = None,
         stretch: str = "sqrt",
         p_extended: float = 0.8,
         p_agn: float = 0.8,
@@ -151,9 +162,10 @@ class PairSource:
         self.factor = int(training_set.factor)
         self.crop = crop
         self.clamp_input = float(clamp_input if clamp_input is not None else INPUT_CLAMP)
-        self.clamp_target = float(
-            clamp_target if clamp_target is not None else target_clamp_for(self.factor)
-        )
+        if clamp_target is None:
+            clamp_target = (target_clamp_for(self.factor) if output_clamp_ratio is None else
+                            self.clamp_input * output_clamp_ratio_of(self.factor, output_clamp_ratio))
+        self.clamp_target = float(clamp_target)
         self.stretch = stretch
         self.p_extended = float(p_extended)
         self.p_agn = float(p_agn)

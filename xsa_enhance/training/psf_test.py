@@ -380,6 +380,7 @@ def run_psf_test(
                                exposure_s=loaded.input_exposure_s,
                                target_exposure_s=loaded.target_exposure_s)
     res = PsfTestResult(meta={"model": loaded.name, "weights_sha256": loaded.sha256,
+                              "output_clamp_ratio": loaded.output_clamp_ratio,
                               "psf": psf, "seed": seed, "n_sources": int(len(grid.rates)),
                               "pixel_arcsec": 2.0, "max_sigma_ratio": max_sigma_ratio,
                               "max_flux_error": max_flux_error})

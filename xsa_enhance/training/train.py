@@ -50,7 +50,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Names of the shipped presets (YAML files in ``xsa_enhance/training/presets/``).
-PRESETS: tuple[str, ...] = ("paper", "small", "small-v2", "small-v3")
+PRESETS: tuple[str, ...] = ("paper", "small", "small-v2", "small-v3", "small-v4")
 
 
 @dataclass
@@ -82,6 +82,11 @@ class TrainConfig:
     p_points : float
         Probability of including a field of bright point sources (training sets written with
         the ``points`` component; 0 = the paper's mixture).
+    output_clamp_ratio : float or None
+        Target clamp over input clamp (None: the paper's ``1 / factor**2``, SR 0.25; 1 keeps
+        the peaks of point sources, whose PSF shrinks with the pixel; see
+        :func:`xsa_enhance.models.normalise.output_clamp_ratio`). Stored in the exported
+        weights' config, so that inference denormalises the output the same way.
     steps : int
         Total optimiser steps.
     val_every : int
@@ -119,6 +124,7 @@ class TrainConfig:
     p_extended: float = 0.8
     p_agn: float = 0.8
     p_points: float = 0.0
+    output_clamp_ratio: float | None = None
     steps: int = 10000
     val_every: int = 500
     n_val: int = 16
@@ -145,6 +151,10 @@ class TrainConfig:
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ConfigError(f"{name} must be a probability in [0, 1], got "
                                   f"{getattr(self, name)!r}")
+        if self.output_clamp_ratio is not None:
+            from xsa_enhance.models.normalise import output_clamp_ratio
+
+            output_clamp_ratio(2 if self.kind == "sr" else 1, self.output_clamp_ratio)
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
         loss = loss_from_config(self.loss)
@@ -433,7 +443,8 @@ def train(
             f"training set {config.train_set} is of kind {ts.kind!r}, config asks for {config.kind!r}"
         )
     src_kwargs = dict(stretch=config.stretch, p_extended=config.p_extended, p_agn=config.p_agn,
-                      p_points=config.p_points, exposure_channel=config.exposure_channel)
+                      p_points=config.p_points, exposure_channel=config.exposure_channel,
+                      output_clamp_ratio=config.output_clamp_ratio)
     train_src = PairSource(ts, "train", crop=config.crop, **src_kwargs)
     val_src = PairSource(ts, "val", crop=config.val_crop, **src_kwargs)
     loss_fn = loss_from_config(config.loss)
@@ -580,6 +591,8 @@ def export_weights(
         "stretch": cfg.stretch,
         "clamp": "constant",
     }
+    if cfg.output_clamp_ratio is not None:
+        config["output_clamp_ratio"] = float(cfg.output_clamp_ratio)
     full_card = dict(card or {})
     full_card.setdefault("training", {k: v for k, v in values.items() if k != "extra"})
     return save_weights(net, out_path, name=name, kind=cfg.kind, config=config, card=full_card)
