@@ -113,3 +113,34 @@ def test_receptive_field(kind):
     reach = max(int((iy // f - c).abs().max()), int((ix // f - c).abs().max()))
     assert reach <= r
     assert reach >= r - 2
+
+
+@pytest.mark.parametrize("kind", ["sr", "dn"])
+def test_a_grown_network_computes_what_the_shallow_one_did_and_then_trains(kind):
+    from xsa_enhance.models.networks import load_grown
+
+    torch.manual_seed(3)
+    small = build_network(kind, filters=8, blocks=1, growth=8).eval()
+    big = build_network(kind, filters=8, blocks=3, growth=8)
+    assert load_grown(big, small.state_dict()) == 2
+    x = torch.rand(2, 1, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(big.eval()(x), small(x), rtol=1e-5, atol=1e-6)
+    # the added blocks are not dead: their zeroed convolutions get gradients
+    big.train()
+    big(x).mean().backward()
+    assert big.trunk[2].rdb1.convs[-1].weight.grad.abs().sum() > 0
+    # same depth loads as is
+    same = build_network(kind, filters=8, blocks=1, growth=8)
+    assert load_grown(same, small.state_dict()) == 0
+
+
+def test_growing_refuses_weights_of_another_shape():
+    from xsa_enhance.models.networks import load_grown
+
+    wide = build_network("sr", filters=16, blocks=1, growth=16).state_dict()
+    with pytest.raises(ValueError, match="do not fit"):
+        load_grown(build_network("sr", filters=8, blocks=2, growth=8), wide)
+    deep = build_network("sr", filters=8, blocks=2, growth=8).state_dict()
+    with pytest.raises(ValueError, match="only 1"):
+        load_grown(build_network("sr", filters=8, blocks=1, growth=8), deep)

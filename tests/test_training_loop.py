@@ -109,6 +109,20 @@ def test_fine_tuning_starts_from_given_weights(dn_set, tmp_path):
     assert first["val_loss"] == pytest.approx(src.best_val_loss, rel=1e-6)
 
 
+def test_fine_tuning_a_deeper_network_from_shallower_weights_starts_where_they_were(
+        dn_set, tmp_path):
+    from xsa_enhance.errors import InputFileError
+
+    src = train(_cfg("dn", dn_set, steps=4, val_every=4), tmp_path / "a")
+    deeper = _cfg("dn", dn_set, steps=1, val_every=1, blocks=2)
+    train(deeper, tmp_path / "b", init_weights=tmp_path / "a" / "best.pt")
+    first = json.loads((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["val_loss"] == pytest.approx(src.best_val_loss, rel=1e-5)
+    narrower = _cfg("dn", dn_set, steps=1, val_every=1, filters=4)
+    with pytest.raises(InputFileError, match="cannot fine-tune"):
+        train(narrower, tmp_path / "c", init_weights=tmp_path / "a" / "best.pt")
+
+
 def test_exported_weights_pass_registry_checks(dn_set, tmp_path):
     from xsa_enhance.models.registry import load_model, register_weights
 

@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "load_grown",
     "ResidualDenseBlock",
     "RRDB",
     "SuperResNet",
@@ -251,6 +252,58 @@ class DenoiseNet(_RRDBBase):
         fea = self._features(x)
         out = self.conv_last(self.act(self.conv_hr(fea))) + x[:, :1]
         return torch.clamp(out, 0.0, 1.0)
+
+
+def load_grown(net: nn.Module, state: dict[str, torch.Tensor]) -> int:
+    """Load weights of a shallower network of the same kind and width, adding trunk blocks.
+
+    The first RRDBs, the head and the tail take ``state``; every added RRDB starts with the last
+    convolution of each of its dense blocks at zero (each dense block is then the identity and
+    the RRDB multiplies by 1.2), and ``trunk_conv``'s weights are divided by ``1.2 ** added``, so
+    the grown network computes exactly what the shallow one did. Training then uses the new
+    blocks from there (zero-initialised residual branches).
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The deeper network (:func:`build_network`).
+    state : dict
+        ``state_dict`` of the shallower network.
+
+    Returns
+    -------
+    int
+        Number of RRDBs added (0: the state fits exactly and is loaded as is).
+
+    Raises
+    ------
+    ValueError
+        The state does not come from a shallower network of the same kind, width and growth.
+    """
+    trunk = getattr(net, "trunk", None)
+    if trunk is None:
+        raise ValueError("not an RRDB network")
+    have = {int(k.split(".")[1]) for k in state if k.startswith("trunk.")}
+    old = max(have) + 1 if have else 0
+    added = len(trunk) - old
+    if added < 0:
+        raise ValueError(f"weights have {old} RRDBs, the network only {len(trunk)}")
+    own = net.state_dict()
+    for k, v in state.items():
+        if k not in own or own[k].shape != v.shape:
+            raise ValueError(f"weights do not fit the network: {k}")
+    missing = [k for k in own if k not in state]
+    if any(not k.startswith("trunk.") or int(k.split(".")[1]) < old for k in missing):
+        raise ValueError("weights lack parameters other than added trunk blocks")
+    net.load_state_dict(state, strict=False)
+    if added:
+        with torch.no_grad():
+            for block in list(trunk)[old:]:
+                for rdb in (block.rdb1, block.rdb2, block.rdb3):
+                    rdb.convs[-1].weight.zero_()
+                    rdb.convs[-1].bias.zero_()
+            net.trunk_conv.weight.div_((1.0 + _RES_SCALE) ** added)
+    return added
 
 
 def receptive_radius(blocks: int) -> int:

@@ -32,6 +32,7 @@ import torch
 import yaml
 
 from xsa_enhance.errors import ConfigError, InputFileError
+from xsa_enhance.models.networks import load_grown
 from xsa_enhance.training.data import PairSource, denormalise, open_pairs
 from xsa_enhance.training.losses import LINEAR_TERMS, WeightedLoss, loss_from_config
 
@@ -473,8 +474,13 @@ def train(
             log_path.write_text("".join(k + "\n" for k in keep))
     else:
         if init_weights is not None:
-            net.load_state_dict(_load_state(init_weights))
-            logger.info("fine-tuning from %s", init_weights)
+            try:
+                added = load_grown(net, _load_state(init_weights))
+            except ValueError as exc:
+                raise InputFileError(str(init_weights), f"cannot fine-tune from these weights: "
+                                                        f"{exc}") from exc
+            logger.info("fine-tuning from %s%s", init_weights,
+                        f" (grown by {added} RRDB(s), same function)" if added else "")
         log_path.write_text("")
     cfg_dump = asdict(config)
     (run / "config.yaml").write_text(yaml.safe_dump(cfg_dump, sort_keys=False))
