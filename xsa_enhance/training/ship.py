@@ -15,7 +15,8 @@
    sets and the SR PSF / deblending test, into ``WORK_DIR/eval_sr``, ``eval_dn``, ``psf``.
 
 Later rounds: ``--version v3 --preset small-v3 --init-from v2 --points --target-noise none
---seed 3 --minutes 60 --anneal-minutes 25`` (see docs/models.md).
+--seed 3 --minutes 60``; ``--version v4 --kinds sr --preset small-v4 --init-from v3 --points
+--target-noise none --seed 5 --minutes 68`` (see docs/models.md).
 
 ``--stages data,train`` runs a subset (each stage reads what the previous wrote in WORK_DIR).
 Everything is seeded; on the same hardware the run is repeatable up to the wall-clock limit
