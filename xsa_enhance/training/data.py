@@ -26,7 +26,6 @@ import torch
 
 from xsa_enhance.errors import ConfigError, InputFileError
 from xsa_enhance.models.networks import EXPOSURE_SCALE_S
-from xsa_enhance.models.normalise import output_clamp_ratio as output_clamp_ratio_of
 from xsa_enhance.models.normalise import (
     DN_TARGET_CLAMP,
     INPUT_CLAMP,
@@ -34,6 +33,7 @@ from xsa_enhance.models.normalise import (
     stretch_forward,
     stretch_inverse,
 )
+from xsa_enhance.models.normalise import output_clamp_ratio as output_clamp_ratio_of
 
 __all__ = [
     "COMPONENTS",
