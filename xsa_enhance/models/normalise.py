@@ -191,7 +191,7 @@ class NormInfo:
             Output clamp value / input clamp value (default the paper's ``1 / factor**2``,
             :func:`output_clamp_ratio`).
         """
-        r = output_clamp_ratio(factor) if ratio is None else float(ratio)
+        r = output_clamp_ratio(factor, ratio)
         return NormInfo(self.mode, self.value * r, self.stretch, self.q)
 
     def as_dict(self) -> dict[str, Any]:

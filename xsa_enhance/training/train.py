@@ -33,6 +33,7 @@ import yaml
 
 from xsa_enhance.errors import ConfigError, InputFileError
 from xsa_enhance.models.networks import load_grown
+from xsa_enhance.models.normalise import output_clamp_ratio
 from xsa_enhance.training.data import PairSource, denormalise, open_pairs
 from xsa_enhance.training.losses import LINEAR_TERMS, WeightedLoss, loss_from_config
 
@@ -153,8 +154,6 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a probability in [0, 1], got "
                                   f"{getattr(self, name)!r}")
         if self.output_clamp_ratio is not None:
-            from xsa_enhance.models.normalise import output_clamp_ratio
-
             output_clamp_ratio(2 if self.kind == "sr" else 1, self.output_clamp_ratio)
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
