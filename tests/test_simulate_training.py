@@ -11,6 +11,7 @@ from xsa_enhance.instrument.psf import PSF_HANDBOOK
 from xsa_enhance.simulate.images import (
     COMPONENTS,
     config_for_kind,
+    render_point_sources,
     simulate_component,
     simulate_point_source_grid,
 )
@@ -176,3 +177,33 @@ def test_point_source_grid_psf_and_counts() -> None:
     assert (stamp * sy).sum() / stamp.sum() == pytest.approx(py, abs=0.5)
     assert (stamp * sx).sum() / stamp.sum() == pytest.approx(px, abs=0.5)
     assert GRID_2X.nx == 2 * GRID_1X.nx
+
+
+def test_sr_input_keeps_where_in_its_pixel_a_source_lies(monkeypatch) -> None:
+    # The input of a point source must be the PSF integrated over 4" pixels at the source's
+    # own position (the independent stamp renderer), for each of the four 2" positions inside
+    # one 4" pixel: rebinning before blurring (simulator revision 1) gave all four the same
+    # input, so no SR network could learn where inside the pixel to put the sharp source.
+    from xsa_enhance.simulate import images
+
+    monkeypatch.setattr(images, "poisson_image", lambda rng, lam: np.asarray(lam, np.float32))
+    cfg = config_for_kind("sr", target_noise="none")
+    rate = 0.01
+    inputs = []
+    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        iy, ix = 300 + dy, 300 + dx  # 1x pixel (150, 150), away from chip gaps
+        rate2x = np.zeros(GRID_2X.shape, np.float32)
+        rate2x[iy, ix] = rate
+        inp, tgt = images._observe_intrinsic(np.random.default_rng(0), rate2x, cfg)
+        got = inp[140:161, 140:161] / cfg.input_exposure_s
+        ref = render_point_sources(GRID_1X, GRID_2X.x_centres[ix], GRID_2X.y_centres[iy], [rate],
+                                   psf=cfg.psf)[140:161, 140:161]
+        assert np.abs(got - ref).max() < 0.03 * ref.max()
+        inputs.append(got)
+        # the target is the same source, sharper, on the 2x grid at the same place
+        t = tgt[280:321, 280:321] / cfg.target_exposure_s
+        assert np.unravel_index(np.argmax(t), t.shape) == (iy - 280, ix - 280)
+    # the four positions give four different inputs
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert np.abs(inputs[a] - inputs[b]).max() > 0.1 * inputs[a].max()

@@ -5,7 +5,9 @@ image grids (much faster than events, same instrument model):
 
 * the *intrinsic* component (extended source or AGN) is a rate image on the 2x grid,
   multiplied by the vignetting at the true positions;
-* the *input* (1x grid): rebinned to 4" pixels, convolved with the full PSF, multiplied by the
+* the *input* (1x grid): convolved with the full PSF on the 2x grid, then rebinned to 4"
+  pixels (so the input keeps where inside a 4" pixel the flux falls, as a real detector
+  does), multiplied by the
   fraction of each pixel covered by good detector pixels and by the binary detector mask
   (zero outside it, as real images before the models), times the exposure, Poisson-sampled;
 * the SR *target* (2x grid): convolved with the PSF with every length halved, multiplied by
@@ -51,6 +53,7 @@ __all__ = [
     "KINDS",
     "POINTS_PER_FIELD",
     "POINTS_RATE_RANGE",
+    "SIMULATOR_REVISION",
     "TARGET_NOISE",
     "ComponentPair",
     "poisson_image",
@@ -74,6 +77,11 @@ TARGET_NOISE: tuple[str, ...] = ("poisson", "none")
 POINTS_PER_FIELD: float = 40.0
 #: On-axis count-rate range (counts/s) of the ``points`` component, drawn log-uniformly.
 POINTS_RATE_RANGE: tuple[float, float] = (5e-4, 5e-2)
+#: Revision of the image-level simulator, recorded in every training set. Revision 2 blurs the
+#: input with the PSF on the 2x grid before rebinning it to 4" pixels; revision 1 rebinned first,
+#: which erased the sub-pixel position of every source from the SR inputs (but not from the
+#: targets), so no network could learn to sharpen point sources below the 4" pixel.
+SIMULATOR_REVISION: int = 2
 #: Kinds of training set.
 KINDS: tuple[str, ...] = ("sr", "dn")
 
@@ -190,7 +198,10 @@ def _observe_intrinsic(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Input and target counts of an intrinsic (vignetted) rate image on the 2x grid."""
     cov1 = _cov(GRID_1X)
-    inp = _convolve(_rebin2(rate2x), config.psf, GRID_1X.pixel_arcsec) * cov1
+    # the sky is blurred by the PSF at full resolution and only then binned into 4" pixels:
+    # convolving on the 2x grid before rebinning keeps where inside a 4" pixel the flux falls
+    # (revision 1 rebinned first, so all four 2" positions in a 4" pixel gave the same input)
+    inp = _rebin2(_convolve(rate2x, config.psf, GRID_2X.pixel_arcsec)) * cov1
     inp_counts = poisson_image(rng, inp * config.input_exposure_s)
     if config.factor == 2:
         cov2 = _cov(GRID_2X)

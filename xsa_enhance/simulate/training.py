@@ -47,6 +47,7 @@ from xsa_enhance.simulate.images import (
     ALL_COMPONENTS,
     COMPONENTS,
     KINDS,
+    SIMULATOR_REVISION,
     TARGET_NOISE,
     ImageConfig,
     config_for_kind,
@@ -190,6 +191,7 @@ def write_training_set(
             "background_target": "present" if config.target_background else "zeros",
             "units": "counts" if target_noise == "poisson" else "counts (targets: expected)",
             "simulator_version": __version__,
+            "simulator_revision": SIMULATOR_REVISION,
         }
     )
     root.create_array("mask_input", data=detector_mask(GRID_1X))
