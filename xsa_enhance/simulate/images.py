@@ -167,6 +167,46 @@ def _convolve(image: np.ndarray, psf: KingPSF, pixel_arcsec: float) -> np.ndarra
     return np.maximum(out, np.float32(0.0))
 
 
+@lru_cache(maxsize=8)
+def _polyphase_fft(psf: KingPSF, fine_arcsec: float, shape: tuple[int, int]) -> tuple:
+    # the 2x-grid kernel k split by where inside the coarse pixel a fine pixel lies: a fine
+    # pixel (2j + a, 2i + b) reaches coarse pixel m through K_ab[m - j] = sum over c, d in {0, 1}
+    # of k[2(m - j) + c - a, ...], the fine kernel summed over the fine pixels of the coarse one
+    k = psf_kernel(psf, pixel_arcsec=fine_arcsec)
+    r = k.shape[0] // 2
+    rs = r // 2 + 1
+    off = 2 * rs + 1
+    pad = np.zeros((4 * rs + 4, 4 * rs + 4))
+    pad[off - r:off + r + 1, off - r:off + r + 1] = k
+    e = np.arange(-rs, rs + 1)
+    fshape = (sfft.next_fast_len(shape[0] + 2 * rs, real=True),
+              sfft.next_fast_len(shape[1] + 2 * rs, real=True))
+    kfs = []
+    for a in (0, 1):
+        for b in (0, 1):
+            kab = sum(pad[np.ix_(2 * e + c - a + off, 2 * e + d - b + off)]
+                      for c in (0, 1) for d in (0, 1))
+            kfs.append(((a, b), sfft.rfft2(kab.astype(np.float32), s=fshape)))
+    return tuple(kfs), fshape, rs
+
+
+def _blur_rebin2(image2x: np.ndarray, psf: KingPSF, fine_arcsec: float) -> np.ndarray:
+    """``_rebin2(_convolve(image2x, psf, fine_arcsec))`` computed on the coarse grid.
+
+    The four polyphase parts of the fine image (one per position inside a coarse pixel) are
+    each convolved with their own coarse kernel and summed in Fourier space: the same result
+    (to float32 rounding) at about a third of the cost of the fine-grid convolution.
+    """
+    ny, nx = image2x.shape[0] // 2, image2x.shape[1] // 2
+    kfs, fshape, r = _polyphase_fft(psf, float(fine_arcsec), (ny, nx))
+    acc = None
+    for (a, b), kf in kfs:
+        part = sfft.rfft2(image2x[a::2, b::2].astype(np.float32), s=fshape) * kf
+        acc = part if acc is None else acc + part
+    out = sfft.irfft2(acc, s=fshape)[r:r + ny, r:r + nx]
+    return np.maximum(out, np.float32(0.0))
+
+
 @lru_cache(maxsize=4)
 def _vign(grid: DetGrid) -> np.ndarray:
     v = vignetting_map(grid).astype(np.float32)
@@ -201,7 +241,7 @@ def _observe_intrinsic(
     # the sky is blurred by the PSF at full resolution and only then binned into 4" pixels:
     # convolving on the 2x grid before rebinning keeps where inside a 4" pixel the flux falls
     # (revision 1 rebinned first, so all four 2" positions in a 4" pixel gave the same input)
-    inp = _rebin2(_convolve(rate2x, config.psf, GRID_2X.pixel_arcsec)) * cov1
+    inp = _blur_rebin2(rate2x, config.psf, GRID_2X.pixel_arcsec) * cov1
     inp_counts = poisson_image(rng, inp * config.input_exposure_s)
     if config.factor == 2:
         cov2 = _cov(GRID_2X)
