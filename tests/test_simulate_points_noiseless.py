@@ -163,3 +163,10 @@ def test_ship_recipe_keeps_test_sets_paper_style(tmp_path) -> None:
     test = open_training_set(out["test_dn"]["path"])
     assert "points" in train.components and train.target_noise == "none"
     assert "points" not in test.components and test.target_noise == "poisson"
+    # the model card records which simulator revision the training set came from
+    from xsa_enhance.simulate.images import SIMULATOR_REVISION
+    from xsa_enhance.training.ship import _card
+
+    assert SIMULATOR_REVISION == 2
+    assert _card("dn", tmp_path)["simulator_revision"] == SIMULATOR_REVISION
+    assert _card("sr", tmp_path)["simulator_revision"] is None  # no SR set written here

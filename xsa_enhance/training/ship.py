@@ -175,6 +175,16 @@ def _final_run(work: Path, kind: str) -> Path:
     return anneal if (anneal / "best.pt").is_file() else work / f"train_{kind}"
 
 
+def _simulator_revision(store: Path) -> int | None:
+    """Simulator revision of a training set (stores written before revisions were recorded
+    are revision 1); None when the store is not there."""
+    if not (store / "zarr.json").is_file():
+        return None
+    import zarr
+
+    return int(zarr.open_group(str(store), mode="r").attrs.get("simulator_revision", 1))
+
+
 def _card(kind: str, work: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     import torch
 
@@ -190,6 +200,7 @@ def _card(kind: str, work: Path, extra: dict[str, Any] | None = None) -> dict[st
                     "background-free" if kind == "sr" else
                     "XMM-DeNoise: 20 ks EPIC-pn 0.5-2 keV image -> 50 ks equivalent, same grid"),
         "trained_on": "simulations only (xsa_enhance.simulate.training), see docs/models.md",
+        "simulator_revision": _simulator_revision(_store(work, kind, "train")),
         "software_version": __version__,
         "compute": {"device": "cpu", "torch_threads": 1, "torch": torch.__version__,
                     "machine": platform.machine(), "cpu_count": os.cpu_count(), **result},
