@@ -132,4 +132,5 @@ def test_psf_test_with_an_identity_sr_model_measures_the_input_psf(tmp_path):
     assert sum(target.values()) > sum(res.deblending["input"].values())
     assert res.deblending["model (none)"] == res.deblending["input"]
     assert (tmp_path / "psf" / "psf_panels.png").is_file()
+    assert (tmp_path / "psf" / "deblend_panels.png").is_file()
     assert "| none |" in (tmp_path / "psf" / "psf_test.md").read_text()

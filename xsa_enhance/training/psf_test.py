@@ -448,6 +448,7 @@ def run_psf_test(
         (out / "psf_test.json").write_text(json.dumps(res.summary(), indent=1))
         (out / "psf_test.md").write_text(_psf_markdown(res))
         _psf_panel(out / "psf_panels.png", panels, pos2, grid.rates)
+        _deblend_panel(out / "deblend_panels.png", images, p2, pairs.pairs, seps_fwhm)
     return res
 
 
@@ -491,6 +492,37 @@ def _psf_panel(path: Path, panels: dict[str, np.ndarray], pos2: np.ndarray, rate
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("brightest point source (sqrt scale, 2 arcsec pixels)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _deblend_panel(path: Path, images: dict[str, np.ndarray], pos2: np.ndarray,
+                   pairs: np.ndarray, seps_fwhm: np.ndarray) -> None:
+    """One pair per separation (rows) in every image (columns), true positions marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seps = np.unique(seps_fwhm)
+    h = 12
+    fig, axes = plt.subplots(len(seps), len(images), squeeze=False,
+                             figsize=(2.2 * len(images), 2.2 * len(seps)), dpi=90)
+    for row, s in zip(axes, seps):
+        j = int(np.flatnonzero(seps_fwhm == s)[0])
+        (y1, x1), (y2, x2) = pos2[pairs[j][0]], pos2[pairs[j][1]]
+        yc, xc = int(round((y1 + y2) / 2)), int(round((x1 + x2) / 2))
+        for ax, (name, img) in zip(row, images.items()):
+            cut = img[yc - h:yc + h + 1, xc - h:xc + h + 1]
+            ax.imshow(np.sqrt(np.clip(cut, 0, None)), origin="lower", cmap="magma")
+            ax.plot([x1 - xc + h, x2 - xc + h], [y1 - yc + h, y2 - yc + h], "c+", ms=6)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if s == seps[0]:
+                ax.set_title(name, fontsize=8)
+        row[0].set_ylabel(f"{s:g} FWHM", fontsize=8)
+    fig.suptitle("deblending pairs (sqrt scale, 2 arcsec pixels; + true positions)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
