@@ -15,7 +15,7 @@ __all__ = ["demo_cmd", "demo_models"]
 logger = logging.getLogger(__name__)
 
 _PIPELINE = Path(__file__).resolve().parents[2] / "pipelines" / "demo.yaml"
-_PREFERRED = ("xmm-superres-v4", "xmm-denoise-v3")
+_PREFERRED = ("xmm-superres-v5", "xmm-denoise-v3")
 _DEMO_FALLBACK: dict[str, Any] = {
     "kind": "pipeline",
     "name": "demo",
@@ -51,7 +51,7 @@ def demo_models() -> tuple[list[str], str]:
             if e.name not in latest or e.version > latest[e.name].version:
                 latest[e.name] = e
         chosen = [e.id for e in latest.values()]
-        return chosen, ("xmm-superres-v4 / xmm-denoise-v3 are not installed; using the "
+        return chosen, ("xmm-superres-v5 / xmm-denoise-v3 are not installed; using the "
                         "registered models " + ", ".join(chosen))
     return [], ""
 

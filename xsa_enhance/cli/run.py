@@ -105,7 +105,7 @@ def _print_dashboard(executor: Any) -> None:
 @click.option("--max-observations", type=click.IntRange(1), default=None,
               help="Process at most this many observations.")
 @click.option("--model", "models", multiple=True,
-              help="Model name or weight file (repeatable) [xmm-superres-v4, xmm-denoise-v3].")
+              help="Model name or weight file (repeatable) [xmm-superres-v5, xmm-denoise-v3].")
 @click.option("--clamp", "clamps", multiple=True,
               help="Clamp mode: constant, quantile[:q], none (repeatable) [constant].")
 @click.option("--slice-length", "slice_lengths", multiple=True, type=click.FloatRange(min=0, min_open=True),

@@ -108,7 +108,7 @@ class EnhanceSettings:
         un-enhanced products only).
     """
 
-    models: tuple[str, ...] = ("xmm-superres-v4", "xmm-denoise-v3")
+    models: tuple[str, ...] = ("xmm-superres-v5", "xmm-denoise-v3")
     clamps: tuple[str, ...] = ("constant",)
     stretch: str | None = None
     slice_lengths_ks: tuple[float, ...] = (20.0,)
