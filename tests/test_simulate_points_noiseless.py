@@ -170,3 +170,10 @@ def test_ship_recipe_keeps_test_sets_paper_style(tmp_path) -> None:
     assert SIMULATOR_REVISION == 2
     assert _card("dn", tmp_path)["simulator_revision"] == SIMULATOR_REVISION
     assert _card("sr", tmp_path)["simulator_revision"] is None  # no SR set written here
+    assert open_training_set(out["train_dn"]["path"]).simulator_revision == 2
+    # a store written before revisions were recorded reads as revision 1
+    import zarr
+
+    root = zarr.open_group(str(out["train_dn"]["path"]), mode="r+")
+    del root.attrs["simulator_revision"]
+    assert open_training_set(out["train_dn"]["path"]).simulator_revision == 1

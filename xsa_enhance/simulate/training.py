@@ -312,6 +312,8 @@ class TrainingSet:
         self.splits: dict[str, int] = dict(a["splits"])
         self.target_background: bool = bool(a["target_background"])
         self.target_noise: str = str(a.get("target_noise", "poisson"))
+        # stores written before revisions were recorded are revision 1 (see SIMULATOR_REVISION)
+        self.simulator_revision: int = int(a.get("simulator_revision", 1))
         self.attrs: dict = dict(a)
         self.mask: np.ndarray = np.asarray(root["mask_input"][...], dtype=bool)
         self.target_mask: np.ndarray = np.asarray(root["mask_target"][...], dtype=bool)

@@ -176,13 +176,12 @@ def _final_run(work: Path, kind: str) -> Path:
 
 
 def _simulator_revision(store: Path) -> int | None:
-    """Simulator revision of a training set (stores written before revisions were recorded
-    are revision 1); None when the store is not there."""
+    """Simulator revision of a training set; None when the store is not there."""
     if not (store / "zarr.json").is_file():
         return None
-    import zarr
+    from xsa_enhance.simulate.training import open_training_set
 
-    return int(zarr.open_group(str(store), mode="r").attrs.get("simulator_revision", 1))
+    return open_training_set(store).simulator_revision
 
 
 def _card(kind: str, work: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
