@@ -130,10 +130,14 @@ def test_pipeline_defaults_name_superres_v5_and_denoise_v3():
 
 
 @functools.lru_cache(maxsize=None)
-def _psf_test(name: str) -> dict:
+def _psf_summary(name: str) -> dict:
     from xsa_enhance.training.psf_test import run_psf_test
 
-    return run_psf_test(name, None, seed=0).summary()["psf"]
+    return run_psf_test(name, None, seed=0).summary()
+
+
+def _psf_test(name: str) -> dict:
+    return _psf_summary(name)["psf"]
 
 
 def test_superres_v4_keeps_point_sources_unclipped_and_sharper_than_v3():
@@ -174,6 +178,15 @@ def test_superres_v5_meets_the_psf_test_targets_with_both_clamps():
         for rate in ("0.005", "0.01", "0.02"):
             b = r["by_rate"][rate]
             assert b["sigma_pred_px"] <= 1.1 * b["sigma_target_px"], (clamp, rate, b)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known limit, docs/limitations.md 'Close pairs of sources become one': v5 paints one sharp "
+    "source between two closer than ~2 input FWHM, where the input still shows two"))
+def test_superres_v5_resolves_close_pairs_at_least_as_often_as_its_input():
+    deb = _psf_summary("xmm-superres-v5")["deblending"]
+    for sep in ("1", "1.25", "1.5"):
+        assert deb["model (constant)"][sep] >= deb["input"][sep], (sep, deb)
 
 
 def test_ship_recipe_names_versions():
