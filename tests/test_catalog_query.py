@@ -27,7 +27,8 @@ POINTINGS = {
 
 
 def _row(name, **values):
-    row = {c.name: {"str": "", "f8": 0.0, "i8": 0}[c.dtype] for c in CATALOG_SCHEMAS[name]
+    row = {c.name: {"str": "", "f8": 0.0, "i8": 0, "bool": False}[c.dtype]
+           for c in CATALOG_SCHEMAS[name]
            if c.name not in ("run_id", "created")}
     row.update(values)
     return row

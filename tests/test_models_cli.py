@@ -56,8 +56,10 @@ def test_enhance_sr_writes_fits_png_and_wcs(tmp_path, weights):
     counts, mask, w_in = _image(tmp_path / "in.fits")
     res = CliRunner().invoke(main, [
         "enhance", str(tmp_path / "in.fits"), "--model", str(path), "--clamp", "quantile:0.9999",
+        "--allow-clamp-mismatch",
         "--stretch", "sqrt", "--out", str(tmp_path / "out.fits"), "--png", str(tmp_path / "o.png")])
     assert res.exit_code == 0, res.output
+    assert "MISMATCH: trained for constant" in res.output
     with fits.open(tmp_path / "out.fits") as hdul:
         h = hdul[0].header
         data = hdul[0].data
@@ -66,6 +68,7 @@ def test_enhance_sr_writes_fits_png_and_wcs(tmp_path, weights):
     assert data.shape == (822, 806)
     assert h["XSASHA"] == sha and h["XSAMODEL"] == "sr.pt" and h["XSAKIND"] == "sr"
     assert (h["XSACLAMP"], h["XSACLQ"], h["XSASTRCH"]) == ("quantile", 0.9999, "sqrt")
+    assert (h["XSATRCL"], h["XSAMISM"]) == ("constant", True)
     assert h["EXPOSURE"] == 100_000.0 and h["INEXPOSE"] == 20_000.0
     assert h["XSAVERS"] and h["OBS_ID"] == "0123700101"
     assert np.all(data[out_mask == 0] == 0) and out_mask[:, :60].sum() == 0
@@ -152,3 +155,92 @@ def test_model_export_onnx(tmp_path, weights):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "m.onnx").stat().st_size > 1000
     assert "max |onnx - torch|" in res.output
+
+
+# -- clamp modes: aliases pick matched weights, explicit mismatches are refused --------------
+
+
+@pytest.fixture
+def clamp_registry(tmp_path, weights, monkeypatch):
+    """xmm-superres v1 (constant), v2 (quantile:0.9999); xmm-denoise v1 (constant)."""
+    from xsa_enhance.models.registry import load_model
+
+    reg = tmp_path / "reg"
+    sr = weights["sr"][0]
+    register_weights(sr, name="xmm-superres", kind="sr", registry_dir=reg)
+    register_weights(sr, name="xmm-superres", kind="sr", registry_dir=reg,
+                     config={**load_model(sr).config, "clamp": "quantile:0.9999"})
+    register_weights(weights["dn"][0], name="xmm-denoise", kind="dn", registry_dir=reg)
+    monkeypatch.setenv("XSA_ENHANCE_WEIGHTS_DIR", str(reg))
+    return reg
+
+
+def test_enhance_alias_resolves_weights_by_clamp(tmp_path, clamp_registry):
+    _image(tmp_path / "in.fits")
+    runner = CliRunner()
+    for clamp, version, trained in (("quantile:0.999", "v2", "quantile:0.9999"),
+                                    (None, "v1", "constant"), ("constant", "v1", "constant")):
+        out = tmp_path / f"out-{clamp}.fits"
+        args = ["enhance", str(tmp_path / "in.fits"), "--model", "xmm-superres",
+                "--out", str(out)] + (["--clamp", clamp] if clamp else [])
+        res = runner.invoke(main, args)
+        assert res.exit_code == 0, res.output
+        h = fits.getheader(out)
+        assert (h["XSAMODEL"], h["XSATRCL"], h["XSAMISM"]) == (
+            f"xmm-superres-{version}", trained, False), clamp
+    # no weights for the mode: one line naming the alias, the mode and the trained modes
+    res = runner.invoke(main, ["enhance", str(tmp_path / "in.fits"), "--model", "xmm-denoise",
+                               "--clamp", "none", "--out", str(tmp_path / "x.fits")])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert lines == ["error: no xmm-denoise weights trained for clamp mode 'none'; "
+                     "trained modes: constant"]
+
+
+def test_enhance_explicit_version_with_another_mode_is_refused(tmp_path, clamp_registry):
+    _image(tmp_path / "in.fits")
+    runner = CliRunner()
+    out = tmp_path / "out.fits"
+    base = ["enhance", str(tmp_path / "in.fits"), "--model", "xmm-superres-v1",
+            "--clamp", "quantile:0.9999", "--out", str(out)]
+    res = runner.invoke(main, base)
+    assert res.exit_code != 0
+    assert "Traceback" not in res.output and not out.exists()
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert lines == ["error: xmm-superres-v1 was trained for clamp mode 'constant', not "
+                     "'quantile'; use the alias xmm-superres to get matched weights, or "
+                     "--allow-clamp-mismatch"]
+    res = runner.invoke(main, base + ["--allow-clamp-mismatch"])
+    assert res.exit_code == 0, res.output
+    h = fits.getheader(out)
+    assert (h["XSAMODEL"], h["XSACLAMP"], h["XSATRCL"], h["XSAMISM"]) == (
+        "xmm-superres-v1", "quantile", "constant", True)
+    # without --clamp an explicit version runs with its own clamp
+    res = runner.invoke(main, ["enhance", str(tmp_path / "in.fits"), "--model",
+                               "xmm-superres-v2", "--out", str(tmp_path / "o2.fits")])
+    assert res.exit_code == 0, res.output
+    h = fits.getheader(tmp_path / "o2.fits")
+    assert (h["XSACLAMP"], h["XSACLQ"], h["XSATRCL"], h["XSAMISM"]) == (
+        "quantile", 0.9999, "quantile:0.9999", False)
+
+
+def test_model_list_shows_trained_clamps_and_alias_resolution(clamp_registry):
+    import json
+
+    runner = CliRunner()
+    res = runner.invoke(main, ["model", "list"])
+    assert res.exit_code == 0, res.output
+    rows = {ln.split()[0]: ln for ln in res.output.splitlines() if ln.startswith("xmm-")}
+    assert "clamp constant" in rows["xmm-superres-v1"]
+    assert "(= xmm-superres --clamp constant)" in rows["xmm-superres-v1"]
+    assert "clamp quantile:0.9999" in rows["xmm-superres-v2"]
+    assert "(= xmm-superres --clamp quantile)" in rows["xmm-superres-v2"]
+    assert "xmm-superres: constant -> xmm-superres-v1, quantile -> xmm-superres-v2" in res.output
+    assert "xmm-denoise: constant -> xmm-denoise-v1" in res.output
+    doc = json.loads(runner.invoke(main, ["model", "list", "--json"]).output)
+    by_id = {d["id"]: d for d in doc}
+    assert by_id["xmm-superres-v2"]["clamp_family"] == "quantile"
+    assert by_id["xmm-superres-v2"]["alias_for"] == ["quantile"]
+    shown = json.loads(runner.invoke(main, ["model", "show", "xmm-superres", "--clamp",
+                                            "quantile:0.99"]).output)
+    assert (shown["version"], shown["config"]["clamp"]) == (2, "quantile:0.9999")

@@ -26,6 +26,11 @@ FORMULAS = {
     "sqrt": lambda x: x**0.5,
     "asinh": lambda x: np.arcsinh(x / 0.02) / np.arcsinh(1 / 0.02),
     "log": lambda x: np.log(1000 * x + 1) / np.log(1001),
+    # sqrt of rate / constant clamp up to the constant clamp, 1 + ln / 2 above, over its value
+    # at the ceiling of 2 counts/s/pixel
+    "hdr": lambda x: np.where(x * 2.0 / 0.0022336 <= 1, np.sqrt(x * 2.0 / 0.0022336),
+                              1 + 0.5 * np.log(np.maximum(x * 2.0 / 0.0022336, 1.0)))
+    / (1 + 0.5 * np.log(2.0 / 0.0022336)),
 }
 
 
@@ -67,8 +72,9 @@ def test_clamp_values():
     inside = rate[10:40, 5:55].ravel()
     assert clamp_value(rate, "quantile:0.99", mask=mask) == pytest.approx(
         np.quantile(inside, 0.99), rel=1e-12)
-    assert clamp_value(rate, "none", mask=mask) == pytest.approx(inside.max())
-    assert clamp_value(rate, "none") == 1.0
+    # no clamp: the fixed high-dynamic-range ceiling, whatever the image
+    assert clamp_value(rate, "none", mask=mask) == 2.0
+    assert clamp_value(np.zeros((8, 8)), "none") == 2.0
     # an empty image falls back to the constant instead of dividing by zero
     assert clamp_value(np.zeros((8, 8)), "quantile:0.9") == INPUT_CLAMP
 
@@ -101,7 +107,7 @@ def test_normalise_round_trip(stretch, clamp):
     x, info = normalise(rate, clamp, stretch)
     assert x.dtype == np.float32 and x.min() >= 0 and x.max() <= 1
     assert info.mode == ClampSpec.parse(clamp).mode and info.stretch == stretch
-    expected_value = {"constant": INPUT_CLAMP, "none": rate.max(),
+    expected_value = {"constant": INPUT_CLAMP, "none": 2.0,
                       "quantile:0.999": np.quantile(rate, 0.999),
                       "quantile:0.5": np.quantile(rate, 0.5)}[clamp]
     assert info.value == pytest.approx(expected_value, rel=1e-12)
@@ -118,3 +124,23 @@ def test_output_info_scales_with_pixel_area():
     out = info.for_output(2)
     assert out.value == pytest.approx(info.value / 4)
     assert (out.mode, out.stretch, out.q) == (info.mode, info.stretch, info.q)
+
+
+def test_hdr_stretch_continues_the_constant_clamp_sqrt():
+    """Below the constant clamp, hdr values are the constant clamp's sqrt values / HDR_GAIN."""
+    from xsa_enhance.models.normalise import HDR_GAIN
+
+    rate = np.array([0.0, 1e-5, 3e-4, 0.0022336, 0.01, 0.5, 2.0, 7.0])
+    x_none, info = normalise(rate, "none", "hdr")
+    x_const, _ = normalise(rate, "constant", "sqrt")
+    below = rate <= INPUT_CLAMP
+    np.testing.assert_allclose(x_none[below] * HDR_GAIN, x_const[below], rtol=1e-6)
+    # above the constant clamp the hdr values keep growing (not clipped) up to the ceiling
+    assert np.all(np.diff(x_none[:7]) > 0) and x_none[6] == pytest.approx(1.0)
+    assert x_none[7] == x_none[6]  # only the ceiling clips
+    # slope continuity at the knee: the derivative of sqrt(u) and of 1 + ln(u)/2 are 1/2 at 1
+    eps = 1e-6
+    knee = INPUT_CLAMP / 2.0
+    up, dn = stretch_forward(np.array([knee * (1 + eps), knee * (1 - eps)]), "hdr")
+    assert (up - dn) * HDR_GAIN / (2 * eps) == pytest.approx(0.5, rel=1e-4)
+    np.testing.assert_allclose(denormalise(x_none, info)[:7], rate[:7], rtol=2e-5, atol=1e-9)

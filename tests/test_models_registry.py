@@ -150,3 +150,116 @@ def test_shipped_registry_is_consistent():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == entry.sha256, entry.id
         m = load_model(entry.id, registry_dir=reg_dir)
         assert m.kind == entry.kind and m.card
+
+
+# -- clamp families: aliases resolve by clamp mode, explicit mismatches are refused ----------
+
+
+@pytest.fixture
+def clamp_registry(tmp_path):
+    """sr v1 constant, v2 quantile, v3 constant, v4 quantile:0.99; dn v1 constant only."""
+    reg = tmp_path / "reg"
+    shas = {}
+    for version, clamp in ((1, "constant"), (2, "quantile:0.9999"), (3, "constant"),
+                           (4, "quantile:0.99")):
+        _, p, sha = _save(tmp_path, "sr", seed=version, name=f"s{version}")
+        config = {**load_model(p).config, "clamp": clamp}
+        register_weights(p, name="xmm-superres", kind="sr", registry_dir=reg, config=config)
+        shas[version] = sha
+    _, p, shas["dn"] = _save(tmp_path, "dn", seed=9, name="d")
+    register_weights(p, name="xmm-denoise", kind="dn", registry_dir=reg)
+    return reg, shas
+
+
+def test_clamp_family():
+    from xsa_enhance.models.normalise import ClampSpec
+    from xsa_enhance.models.registry import clamp_family
+
+    assert clamp_family("constant") == clamp_family("constant:0.003") == "constant"
+    assert clamp_family("quantile:0.999") == clamp_family(ClampSpec.parse("quantile")) == "quantile"
+    assert clamp_family("none") == "none"
+    with pytest.raises(ConfigError, match="invalid clamp"):
+        clamp_family("quantile:7")
+
+
+def test_alias_and_clamp_resolve_the_newest_matched_version(clamp_registry):
+    from xsa_enhance.models.registry import resolve_model
+
+    reg, shas = clamp_registry
+    entries = {e.id: e for e in list_models(registry_dir=reg)}
+    assert [entries[f"xmm-superres-v{v}"].clamp_family for v in (1, 2, 3, 4)] == [
+        "constant", "quantile", "constant", "quantile"]
+    assert resolve_model("xmm-superres", registry_dir=reg).id == "xmm-superres-v3"
+    assert resolve_model("xmm-superres", clamp="constant:0.003", registry_dir=reg).id == \
+        "xmm-superres-v3"
+    assert resolve_model("xmm-superres", clamp="quantile:0.999", registry_dir=reg).id == \
+        "xmm-superres-v4"
+    # an explicit version is that entry, whatever the clamp (load_model checks it)
+    assert resolve_model("xmm-superres-v2", clamp="none", registry_dir=reg).id == \
+        "xmm-superres-v2"
+    m = load_model("xmm-superres", clamp="quantile:0.9999", registry_dir=reg)
+    assert (m.name, m.sha256, m.clamp, m.clamp_family) == (
+        "xmm-superres-v4", shas[4], "quantile:0.99", "quantile")
+    assert load_model("xmm-superres", registry_dir=reg).sha256 == shas[3]
+    assert load_model("xmm-superres", clamp="constant", registry_dir=reg).clamp_family == \
+        "constant"
+
+
+def test_alias_without_weights_for_the_mode_is_one_line(clamp_registry):
+    reg, _ = clamp_registry
+    with pytest.raises(ConfigError) as info:
+        load_model("xmm-superres", clamp="none", registry_dir=reg)
+    msg = str(info.value)
+    assert msg == ("no xmm-superres weights trained for clamp mode 'none'; trained modes: "
+                   "constant, quantile")
+    with pytest.raises(ConfigError, match="xmm-denoise.*'quantile'; trained modes: constant$"):
+        load_model("xmm-denoise", clamp="quantile:0.9999", registry_dir=reg)
+
+
+def test_explicit_version_with_another_mode_is_refused_unless_allowed(clamp_registry):
+    import numpy as np
+
+    from xsa_enhance.models.inference import ImageError, enhance
+
+    reg, shas = clamp_registry
+    with pytest.raises(ConfigError) as info:
+        load_model("xmm-superres-v3", clamp="quantile:0.9999", registry_dir=reg)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg == ("xmm-superres-v3 was trained for clamp mode 'constant', not 'quantile'; use "
+                   "the alias xmm-superres to get matched weights, or --allow-clamp-mismatch")
+    with pytest.raises(ConfigError, match="trained for clamp mode 'quantile', not 'constant'"):
+        load_model("xmm-superres-v2", clamp="constant", registry_dir=reg)
+    # same family, another parameter: fine
+    assert load_model("xmm-superres-v2", clamp="quantile:0.99", registry_dir=reg).sha256 == \
+        shas[2]
+    m = load_model("xmm-superres-v3", clamp="quantile:0.9999", allow_clamp_mismatch=True,
+                   registry_dir=reg)
+    assert m.sha256 == shas[3]
+
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(0.3, (40, 48)).astype(float)
+    counts[20, 20] += 300
+    # inference refuses the mismatch too, unless allowed, and records it
+    with pytest.raises(ImageError) as info:
+        enhance(counts, 20_000.0, None, m, clamp="quantile:0.9999")
+    assert "\n" not in str(info.value) and "xmm-superres-v3" in str(info.value)
+    out = enhance(counts, 20_000.0, None, m, clamp="quantile:0.9999", allow_clamp_mismatch=True)
+    assert out.attrs["trained_clamp"] == "constant" and out.attrs["clamp_mismatch"] is True
+    assert out.attrs["clamp_mode"] == "quantile"
+    ok = enhance(counts, 20_000.0, None, m)  # default: the model's own clamp
+    assert (ok.attrs["clamp_mode"], ok.attrs["trained_clamp"], ok.attrs["clamp_mismatch"]) == (
+        "constant", "constant", False)
+    q = load_model("xmm-superres", clamp="quantile:0.9999", registry_dir=reg)
+    matched = enhance(counts, 20_000.0, None, q, clamp="quantile:0.9999")
+    assert (matched.attrs["trained_clamp"], matched.attrs["clamp_mismatch"]) == (
+        "quantile:0.99", False)
+
+
+def test_weight_file_with_another_mode_is_refused_unless_allowed(tmp_path):
+    _, p, sha = _save(tmp_path, "dn")  # trained (config) for the constant clamp
+    assert load_model(p, clamp="constant:0.004").sha256 == sha
+    with pytest.raises(ConfigError, match=r"^w\.pt was trained for clamp mode 'constant', "
+                                          r"not 'none'; .*--allow-clamp-mismatch$"):
+        load_model(p, clamp="none")
+    assert load_model(p, clamp="none", allow_clamp_mismatch=True).clamp_family == "constant"

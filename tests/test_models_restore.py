@@ -35,11 +35,12 @@ def _bright_field(seed: int = 0, exposure: float = 20_000.0):
     return counts.astype(float), exposure, mask
 
 
-def _model(tmp_path, kind, net):
+def _model(tmp_path, kind, net, clamp="constant"):
     path = tmp_path / f"{kind}.pt"
-    # small frames: pad to 128 x 128 instead of the full-frame 416 x 416
-    save_weights(net, path, name=f"test-{kind}", kind=kind, config={"pad_shape": [128, 128]},
-                 card={})
+    # small frames: pad to 128 x 128 instead of the full-frame 416 x 416; "trained" for the
+    # clamp mode it runs with (inference refuses weights of another clamp mode)
+    save_weights(net, path, name=f"test-{kind}", kind=kind,
+                 config={"pad_shape": [128, 128], "clamp": clamp}, card={})
     return load_model(path)
 
 
@@ -48,7 +49,7 @@ def _model(tmp_path, kind, net):
 @pytest.mark.parametrize("stretch", ["sqrt", "log"])
 def test_total_counts_match_target_exposure(tmp_path, kind, clamp, stretch):
     counts, expo, mask = _bright_field()
-    model = _model(tmp_path, kind, identity_network(kind))
+    model = _model(tmp_path, kind, identity_network(kind), clamp)
     out = enhance(counts, expo, mask, model, clamp=clamp, stretch=stretch)
     expected = (counts * mask).sum() / expo * model.target_exposure_s
     assert out.counts.sum() == pytest.approx(expected, rel=1e-4)
@@ -65,7 +66,7 @@ def test_total_counts_match_target_exposure(tmp_path, kind, clamp, stretch):
 def test_without_restoration_bright_flux_is_lost(tmp_path, clamp):
     """The same check fails without the restoration (so the test above can fail)."""
     counts, expo, mask = _bright_field()
-    model = _model(tmp_path, "sr", identity_network("sr"))
+    model = _model(tmp_path, "sr", identity_network("sr"), clamp)
     out = enhance(counts, expo, mask, model, clamp=clamp, restore=False)
     expected = (counts * mask).sum() / expo * model.target_exposure_s
     assert out.counts.sum() < 0.9 * expected
@@ -77,7 +78,7 @@ def test_without_restoration_bright_flux_is_lost(tmp_path, clamp):
 def test_restored_flux_equals_clipped_flux_for_any_network(tmp_path, kind, clamp):
     torch.manual_seed(5)
     counts, expo, mask = _bright_field(seed=2)
-    model = _model(tmp_path, kind, build_network(kind, filters=8, blocks=1, growth=8))
+    model = _model(tmp_path, kind, build_network(kind, filters=8, blocks=1, growth=8), clamp)
     with_r = enhance(counts, expo, mask, model, clamp=clamp)
     without = enhance(counts, expo, mask, model, clamp=clamp, restore=False)
     rate = counts * mask / expo

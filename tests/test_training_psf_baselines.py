@@ -117,7 +117,8 @@ def test_psf_test_with_an_identity_sr_model_measures_the_input_psf(tmp_path):
 
     net = identity_network("sr")
     path = tmp_path / "id.pt"
-    save_weights(net, path, name="identity-sr", kind="sr", config={}, card={})
+    # "trained" for the clamp mode it is tested with (inference refuses other modes)
+    save_weights(net, path, name="identity-sr", kind="sr", config={"clamp": "none"}, card={})
     res = run_psf_test(load_model(path), tmp_path / "psf", clamps=("none",), seed=3)
     v = res.per_clamp["none"]
     # the identity's output is the upsampled input rate: same sigma, same flux (no clamp)

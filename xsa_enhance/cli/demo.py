@@ -15,7 +15,8 @@ __all__ = ["demo_cmd", "demo_models"]
 logger = logging.getLogger(__name__)
 
 _PIPELINE = Path(__file__).resolve().parents[2] / "pipelines" / "demo.yaml"
-_PREFERRED = ("xmm-superres-v5", "xmm-denoise-v3")
+#: The aliases: for each clamp mode, the newest weights trained for it.
+_PREFERRED = ("xmm-superres", "xmm-denoise")
 _DEMO_FALLBACK: dict[str, Any] = {
     "kind": "pipeline",
     "name": "demo",
@@ -29,30 +30,29 @@ _DEMO_FALLBACK: dict[str, Any] = {
 
 
 def demo_models() -> tuple[list[str], str]:
-    """Models for the demo: the trained ones if registered, else whatever the registry has.
+    """Models for the demo: the trained aliases if registered, else the registry's names.
+
+    Every name returned is an alias: the run resolves it, for each clamp mode, to the newest
+    weights trained for that mode (a mode without weights stops the run with one line).
 
     Returns
     -------
     names : list of str
-        Registry ids to use (empty when nothing is installed).
+        Registry aliases to use (empty when nothing is installed).
     note : str
         What was chosen, in words.
     """
     from xsa_enhance.models.registry import list_models
 
     entries = list_models()
-    ids = [e.id for e in entries]
-    preferred = [m for m in _PREFERRED if m in ids]
+    names = sorted({e.name for e in entries})
+    preferred = [m for m in _PREFERRED if m in names]
     if preferred:
-        return preferred, "using the trained models " + ", ".join(preferred)
-    if ids:
-        latest: dict[str, Any] = {}
-        for e in entries:
-            if e.name not in latest or e.version > latest[e.name].version:
-                latest[e.name] = e
-        chosen = [e.id for e in latest.values()]
-        return chosen, ("xmm-superres-v5 / xmm-denoise-v3 are not installed; using the "
-                        "registered models " + ", ".join(chosen))
+        return preferred, ("using the trained models " + ", ".join(preferred)
+                           + " (weights matched to each clamp mode)")
+    if names:
+        return names, ("xmm-superres / xmm-denoise are not installed; using the registered "
+                       "models " + ", ".join(names))
     return [], ""
 
 

@@ -151,6 +151,10 @@ def write_enhanced_fits(path: str | Path, result: Any, in_header: Any, *,
     hdr["XSAGRID"] = (str(a["grid"]), "output DET grid")
     hdr["XSAFACT"] = (int(a["factor"]), "output pixels per input pixel per axis")
     hdr["XSACLAMP"] = (str(a["clamp_mode"]), "clamp mode")
+    if a.get("trained_clamp") is not None:
+        hdr["XSATRCL"] = (str(a["trained_clamp"])[:40], "clamp mode the weights were trained for")
+        hdr["XSAMISM"] = (bool(a.get("clamp_mismatch", False)),
+                          "clamp mode differs from the trained one")
     hdr["XSACLVAL"] = (float(a["clamp_value"]), "[count/s/pix] input clamp value")
     if a.get("clamp_quantile") is not None:
         hdr["XSACLQ"] = (float(a["clamp_quantile"]), "clamp quantile")
@@ -217,10 +221,16 @@ def write_comparison_png(path: str | Path, counts_in: np.ndarray, exposure_in: f
 @click.command("enhance")
 @click.argument("image", type=click.Path(dir_okay=False))
 @click.option("--model", "model_name", required=True,
-              help="xmm-superres, xmm-denoise, NAME-vN, or a .pt weight file.")
+              help="An alias (xmm-superres, xmm-denoise: the newest weights trained for the "
+                   "--clamp mode), NAME-vN, or a .pt weight file.")
 @click.option("--clamp", default=None,
-              help="constant | constant:VALUE | quantile:Q | none (default: the model's).")
-@click.option("--stretch", type=click.Choice(["linear", "sqrt", "asinh", "log"]), default=None,
+              help="constant | constant:VALUE | quantile:Q | none (default: the model's own; "
+                   "an alias picks the constant-clamp weights).")
+@click.option("--allow-clamp-mismatch", is_flag=True,
+              help="Run NAME-vN or a .pt file with a clamp mode it was not trained for "
+                   "(recorded in the output; such weights can invent sources).")
+@click.option("--stretch", type=click.Choice(["linear", "sqrt", "asinh", "log", "hdr"]),
+              default=None,
               help="Stretch (default: the model's, sqrt for the paper models).")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="Output FITS file.")
@@ -234,10 +244,15 @@ def write_comparison_png(path: str | Path, counts_in: np.ndarray, exposure_in: f
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               default="auto", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
-def enhance_cmd(image: str, model_name: str, clamp: str | None, stretch: str | None, out: str,
-                png: str | None, onnx_path: str | None, no_restore: bool, tile: int | None,
-                device: str | None, precision: str, overwrite: bool) -> None:
-    """Enhance a counts IMAGE (DET grid, EXPOSURE in its header) with an SR or DN model."""
+def enhance_cmd(image: str, model_name: str, clamp: str | None, allow_clamp_mismatch: bool,
+                stretch: str | None, out: str, png: str | None, onnx_path: str | None,
+                no_restore: bool, tile: int | None, device: str | None, precision: str,
+                overwrite: bool) -> None:
+    """Enhance a counts IMAGE (DET grid, EXPOSURE in its header) with an SR or DN model.
+
+    An alias runs the newest weights trained for the --clamp mode; an explicit version or
+    weight file trained for another mode is refused unless --allow-clamp-mismatch.
+    """
     from xsa_enhance.models.inference import enhance
     from xsa_enhance.models.normalise import ClampSpec
     from xsa_enhance.models.registry import load_model
@@ -248,14 +263,17 @@ def enhance_cmd(image: str, model_name: str, clamp: str | None, stretch: str | N
                 raise UserError(f"{p} exists (use --overwrite)")
     spec = ClampSpec.parse(clamp) if clamp is not None else None
     counts, exposure_s, mask, header = read_counts_fits(image)
-    model = load_model(model_name, device=device)
+    model = load_model(model_name, clamp=spec, allow_clamp_mismatch=allow_clamp_mismatch,
+                       device=device)
     if onnx_path:
         from xsa_enhance.models.onnx_backend import load_onnx
 
         model = load_onnx(onnx_path, model)
     try:
         result = enhance(counts, exposure_s, mask, model, clamp=spec, stretch=stretch,
-                         restore=not no_restore, tile=tile, precision=precision)  # type: ignore[arg-type]
+                         restore=not no_restore, tile=tile,
+                         precision=precision,  # type: ignore[arg-type]
+                         allow_clamp_mismatch=allow_clamp_mismatch)
     except ValueError as exc:
         raise UserError(f"{image}: {exc}") from exc
     write_enhanced_fits(out, result, header, overwrite=overwrite)
@@ -263,9 +281,12 @@ def enhance_cmd(image: str, model_name: str, clamp: str | None, stretch: str | N
         write_comparison_png(png, counts * (mask if mask is not None else 1.0), exposure_s,
                              result, stretch=result.attrs["stretch"], title=Path(image).name)
     a = result.attrs
+    mism = (f" (MISMATCH: trained for {a['trained_clamp']})" if a.get("clamp_mismatch")
+            else "")
     click.echo(f"{out}: {a['model']} ({a['model_kind']}) clamp {a['clamp_mode']} "
-               f"{a['clamp_value']:.4g}, stretch {a['stretch']}, {result.counts.sum():.1f} counts "
-               f"for {result.exposure_s / 1000:.0f} ks, restored {a['restored_pixels']} pixels")
+               f"{a['clamp_value']:.4g}{mism}, stretch {a['stretch']}, "
+               f"{result.counts.sum():.1f} counts for {result.exposure_s / 1000:.0f} ks, "
+               f"restored {a['restored_pixels']} pixels")
 
 
 @click.group("model")
@@ -276,34 +297,54 @@ def model() -> None:
 @model.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def model_list(as_json: bool) -> None:
-    """List the registered weights (latest version answers to the bare name)."""
+    """List the registered weights, the clamp mode each was trained for, and which version
+    each alias resolves to per clamp mode."""
     from xsa_enhance.models.registry import list_models
 
     entries = list_models()
+    # alias -> {family: newest version trained for it}
+    aliases: dict[str, dict[str, int]] = {}
+    for e in entries:
+        fam = aliases.setdefault(e.name, {})
+        fam[e.clamp_family] = max(fam.get(e.clamp_family, 0), e.version)
     if as_json:
-        click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
+        docs = []
+        for e in entries:
+            doc = e.as_dict()
+            doc["id"] = e.id
+            doc["clamp_family"] = e.clamp_family
+            doc["alias_for"] = ([e.clamp_family] if aliases[e.name][e.clamp_family] == e.version
+                                else [])
+            docs.append(doc)
+        click.echo(json.dumps(docs, indent=2))
         return
     if not entries:
         click.echo("no registered weights (train and register them, or pass a .pt path)")
         return
-    latest = {e.name: e.version for e in entries}
     for e in entries:
-        for other in entries:
-            if other.name == e.name:
-                latest[e.name] = max(latest[e.name], other.version)
-    for e in entries:
-        tag = f" (= {e.name})" if latest[e.name] == e.version else ""
+        trained = str(e.config.get("clamp") or "constant")
+        tag = (f" (= {e.name} --clamp {e.clamp_family})"
+               if aliases[e.name][e.clamp_family] == e.version else "")
         summary = str(e.card.get("summary", e.card.get("description", "")))[:50]
-        click.echo(f"{e.id:<24} {e.kind:<3} {e.sha256[:12]}  {e.file}{tag}  {summary}")
+        click.echo(f"{e.id:<24} {e.kind:<3} clamp {trained:<16} {e.sha256[:12]}  "
+                   f"{e.file}{tag}  {summary}")
+    click.echo("")
+    click.echo("aliases (newest weights per clamp mode; other modes are refused):")
+    for name in sorted(aliases):
+        per = ", ".join(f"{fam} -> {name}-v{v}" for fam, v in sorted(aliases[name].items()))
+        click.echo(f"  {name}: {per}")
 
 
 @model.command("show")
 @click.argument("name")
-def model_show(name: str) -> None:
+@click.option("--clamp", default=None,
+              help="For an alias: show the weights it resolves to for this clamp mode "
+                   "[constant].")
+def model_show(name: str, clamp: str | None) -> None:
     """Print the registry entry (config and model card) of NAME as JSON."""
     from xsa_enhance.models.registry import resolve_model
 
-    click.echo(json.dumps(resolve_model(name).as_dict(), indent=2))
+    click.echo(json.dumps(resolve_model(name, clamp=clamp).as_dict(), indent=2))
 
 
 @model.command("register")

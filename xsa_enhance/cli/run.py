@@ -105,9 +105,13 @@ def _print_dashboard(executor: Any) -> None:
 @click.option("--max-observations", type=click.IntRange(1), default=None,
               help="Process at most this many observations.")
 @click.option("--model", "models", multiple=True,
-              help="Model name or weight file (repeatable) [xmm-superres-v5, xmm-denoise-v3].")
+              help="Model alias (the newest weights trained for each --clamp mode), NAME-vN "
+                   "or weight file (repeatable) [xmm-superres, xmm-denoise].")
 @click.option("--clamp", "clamps", multiple=True,
               help="Clamp mode: constant, quantile[:q], none (repeatable) [constant].")
+@click.option("--allow-clamp-mismatch", is_flag=True,
+              help="Run NAME-vN / weight files with clamp modes they were not trained for "
+                   "(recorded in the products' clamp_mismatch).")
 @click.option("--slice-length", "slice_lengths", multiple=True, type=click.FloatRange(min=0, min_open=True),
               help="Slice exposure (ks) to enhance (repeatable) [20].")
 @click.option("--workers", type=click.IntRange(1), default=None,
@@ -139,6 +143,7 @@ def run_cmd(
     max_observations: int | None,
     models: tuple[str, ...],
     clamps: tuple[str, ...],
+    allow_clamp_mismatch: bool | None,
     slice_lengths: tuple[float, ...],
     workers: int | None,
     scheduler_address: str | None,
@@ -195,6 +200,7 @@ def run_cmd(
         "enhance": {
             "models": tuple(models) or None,
             "clamps": tuple(clamps) or None,
+            "allow_clamp_mismatch": True if allow_clamp_mismatch else None,
             "slice_lengths_ks": tuple(slice_lengths) or None,
         },
         "executor": executor or None,

@@ -69,22 +69,57 @@ def train_cmd(kind: str, config_path: str | None, preset: str | None, train_set:
 
 
 @click.command("evaluate")
-@click.option("--model", "model_name", required=True,
-              help="Registered model name (xmm-superres-v1) or weight file.")
-@click.option("--test-set", type=click.Path(), required=True,
-              help="Simulator store; use one generated with another seed than training.")
+@click.option("--model", "model_names", multiple=True, required=True,
+              help="Registered model name (xmm-superres-v1) or weight file; with --real it may "
+                   "be given several times.")
+@click.option("--test-set", type=click.Path(), default=None,
+              help="Simulator store; use one generated with another seed than training "
+                   "(required without --real).")
+@click.option("--real", "real_dir", type=click.Path(), default=None,
+              help="Real-data folder (20ks/ and full/ counts images): score against the "
+                   "independent deep image full - 20ks.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Report folder (report.md, figures.json, panel_*.png).")
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test",
               show_default=True)
 @click.option("--n-images", type=int, default=16, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--clamp", default=None, help="constant | quantile:Q | none (default: model's).")
+@click.option("--clamp", "clamps", multiple=True,
+              help="constant | quantile:Q | none. Simulated: at most one (default: the "
+                   "model's). --real: repeatable, every model runs with every clamp (default: "
+                   "constant, quantile:0.9999, none).")
+@click.option("--obsid", "obsids", multiple=True,
+              help="--real: only these observations (repeatable).")
+@click.option("--n-peaks", type=int, default=25, show_default=True,
+              help="--real: most prominent peaks checked per method and observation.")
+@click.option("--empty-field/--no-empty-field", default=True, show_default=True,
+              help="--real: also run the simulated empty-field check.")
 @click.option("--psf-test/--no-psf-test", default=False,
               help="Also run the PSF and deblending tests (SR models) into OUT/psf.")
-def evaluate_cmd(model_name: str, test_set: str, out_dir: str, split: str, n_images: int,
-                 seed: int, clamp: str | None, psf_test: bool) -> None:
-    """Score a model against its input, classical methods and the reference work."""
+def evaluate_cmd(model_names: tuple[str, ...], test_set: str | None, real_dir: str | None,
+                 out_dir: str, split: str, n_images: int, seed: int, clamps: tuple[str, ...],
+                 obsids: tuple[str, ...], n_peaks: int, empty_field: bool,
+                 psf_test: bool) -> None:
+    """Score models against their input, classical methods and the reference work.
+
+    Without --real: simulated test images (--test-set). With --real DIR: real 20 ks images
+    against the deep image full - 20ks (PSNR, MS-SSIM, flux ratio, peak purity).
+    """
+    if real_dir is not None:
+        if test_set is not None:
+            raise UserError("give either --test-set (simulated) or --real DIR, not both")
+        _evaluate_real(model_names, real_dir, out_dir, clamps, obsids, n_peaks, empty_field)
+        return
+    if test_set is None:
+        raise UserError("missing option --test-set (or give --real DIR for real data)")
+    if len(model_names) > 1:
+        raise UserError("--model may be given only once without --real")
+    if len(clamps) > 1:
+        raise UserError("--clamp may be given only once without --real")
+    if obsids:
+        raise UserError("--obsid needs --real")
+    model_name = model_names[0]
+    clamp = clamps[0] if clamps else None
     from xsa_enhance.cli.common import progress
     from xsa_enhance.training.evaluate import evaluate
 
@@ -107,8 +142,41 @@ def evaluate_cmd(model_name: str, test_set: str, out_dir: str, split: str, n_ima
     if psf_test:
         from xsa_enhance.training.psf_test import run_psf_test
 
-        res = run_psf_test(model_name, Path(out_dir) / "psf")
+        res = run_psf_test(model_name, Path(out_dir) / "psf", clamps=(clamp,) if clamp else None)
         click.echo(json.dumps({"psf_test": res.summary()}))
+
+
+def _evaluate_real(model_names: tuple[str, ...], real_dir: str, out_dir: str,
+                   clamps: tuple[str, ...], obsids: tuple[str, ...], n_peaks: int,
+                   empty_field: bool) -> None:
+    """``evaluate --real``: every model with every clamp on the real observations."""
+    import math
+
+    from xsa_enhance.models.normalise import ClampSpec
+    from xsa_enhance.training.real_eval import DEFAULT_CLAMPS, evaluate_real
+
+    if n_peaks <= 0:
+        raise UserError("--n-peaks must be positive")
+    clamps = clamps or DEFAULT_CLAMPS
+    for c in clamps:
+        ClampSpec.parse(c)  # ConfigError (one line) for a bad spec, before any work
+    pairs = [(m, c) for m in dict.fromkeys(model_names) for c in dict.fromkeys(clamps)]
+
+    def tick(done: int, total: int, obsid: str) -> None:
+        click.echo(f"evaluate --real: {done}/{total} ({obsid})", err=True)
+
+    rep = evaluate_real(real_dir, pairs, out_dir, obsids=obsids or None, n_peaks=n_peaks,
+                        empty_field=empty_field, progress=tick)
+
+    def rnd(v: float) -> float | None:
+        return None if not math.isfinite(v) else round(v, 4)
+
+    click.echo(json.dumps({
+        "report": str(Path(out_dir) / "report.md"),
+        "summary": {c: {m: {k: rnd(figs[k]) for k in ("psnr", "ms_ssim", "flux_ratio",
+                                                       "peak_purity")}
+                        for m, figs in t.items()} for c, t in rep.summary.items()},
+        "empty_field_passed": None if rep.empty_field is None else rep.empty_field.passed}))
 
 
 @click.command("psf-test")
@@ -116,12 +184,16 @@ def evaluate_cmd(model_name: str, test_set: str, out_dir: str, split: str, n_ima
               help="Registered SR model name or weight file.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--clamp", "clamps", multiple=True,
-              default=("constant", "quantile:0.9999"), show_default=True,
-              help="Clamp modes to test (repeatable).")
+              help="Clamp modes to test (repeatable; default: the one the weights are trained "
+                   "for). With an alias (xmm-superres) each mode runs its matched weights.")
+@click.option("--allow-clamp-mismatch", is_flag=True,
+              help="Run explicit weights with clamp modes they were not trained for.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def psf_test_cmd(model_name: str, out_dir: str, clamps: tuple[str, ...], seed: int) -> None:
+def psf_test_cmd(model_name: str, out_dir: str, clamps: tuple[str, ...], seed: int,
+                 allow_clamp_mismatch: bool) -> None:
     """Point-source PSF test (Gaussian sigma ratios, fluxes) and deblending test."""
     from xsa_enhance.training.psf_test import run_psf_test
 
-    res = run_psf_test(model_name, out_dir, clamps=clamps, seed=seed)
+    res = run_psf_test(model_name, out_dir, clamps=clamps or None, seed=seed,
+                       allow_clamp_mismatch=allow_clamp_mismatch)
     click.echo(json.dumps(res.summary()))

@@ -19,6 +19,11 @@ For each frame (:func:`enhance`, or many frames at once with :func:`enhance_batc
    clamped-away bright-source flux back (:mod:`~xsa_enhance.models.restore`), multiply by the
    model's *target* exposure and by the output-grid mask.
 
+Weights are trained for one clamp mode family (``constant``, ``quantile``, ``none``; the
+model's config ``clamp``); run with a clamp of another family they invent sources, so
+:func:`enhance_batch` refuses that unless ``allow_clamp_mismatch=True``, and every product
+records ``trained_clamp`` and ``clamp_mismatch`` in its attributes.
+
 CPU inference runs in float32 and is deterministic (same input, same output, bit for bit).
 On CUDA, ``precision="auto"`` uses autocast bf16 when the GPU supports it (fp16 otherwise).
 """
@@ -40,11 +45,11 @@ from xsa_enhance.errors import XsaError
 from xsa_enhance.instrument.grid import GRID_1X, DetGrid, grid_for_factor
 from xsa_enhance.models.networks import EXPOSURE_SCALE_S
 from xsa_enhance.models.normalise import ClampSpec, NormInfo, denormalise, normalise
-from xsa_enhance.models.registry import LoadedModel
+from xsa_enhance.models.registry import LoadedModel, clamp_mismatch_message
 from xsa_enhance.models.restore import restore_flux
 
-__all__ = ["CAVEATS", "EnhancedImage", "ImageError", "enhance", "enhance_batch", "pad_frame",
-           "plan_tiles"]
+__all__ = ["CAVEATS", "ClampMismatchError", "EnhancedImage", "ImageError", "enhance",
+           "enhance_batch", "pad_frame", "plan_tiles"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +72,10 @@ class ImageError(XsaError, ValueError):
     """
 
 
+class ClampMismatchError(ImageError):
+    """Weights run with a clamp of a family they were not trained for (one-line message)."""
+
+
 @dataclass
 class EnhancedImage:
     """An enhanced image and its provenance.
@@ -84,8 +93,9 @@ class EnhancedImage:
     restored : numpy.ndarray
         Boolean map of output pixels that received restored bright-source flux.
     attrs : dict
-        Provenance: model, weights_sha256, clamp_mode, clamp_value, stretch,
-        software_version, input_exposure_s, target_exposure_s, restoration summary...
+        Provenance: model, weights_sha256, clamp_mode, clamp_value, trained_clamp,
+        clamp_mismatch, stretch, software_version, input_exposure_s, target_exposure_s,
+        restoration summary...
     """
 
     counts: np.ndarray
@@ -288,6 +298,7 @@ def enhance_batch(
     batch_size: int = 4,
     precision: Precision = "auto",
     pad_mode: Literal["constant", "reflect"] = "constant",
+    allow_clamp_mismatch: bool = False,
 ) -> list[EnhancedImage]:
     """Enhance several frames, batching their tiles together.
 
@@ -303,7 +314,7 @@ def enhance_batch(
     model : LoadedModel
         From :func:`~xsa_enhance.models.registry.load_model`.
     clamp : str or ClampSpec, optional
-        ``constant`` / ``quantile:q`` / ``none`` (default: the model's).
+        ``constant`` / ``quantile:q`` / ``none`` (default: the model's own clamp).
     stretch : str, optional
         Stretch (default: the model's, normally sqrt).
     restore : bool
@@ -320,10 +331,19 @@ def enhance_batch(
         ``auto``: fp32 on CPU, bf16 (or fp16) autocast on CUDA.
     pad_mode : {"constant", "reflect"}
         Padding to the model's frame size.
+    allow_clamp_mismatch : bool
+        Run even when ``clamp`` is of another family than the one the model was trained for
+        (recorded as ``clamp_mismatch`` in the attributes).
 
     Returns
     -------
     list of EnhancedImage
+
+    Raises
+    ------
+    ClampMismatchError
+        ``clamp`` is of another family than the model's and ``allow_clamp_mismatch`` is
+        False (an :class:`ImageError`, so an XsaError and a ValueError).
     """
     n = len(counts)
     if len(exposures_s) != n or (masks is not None and len(masks) != n):
@@ -331,6 +351,14 @@ def enhance_batch(
     if n == 0:
         return []
     spec = ClampSpec.parse(clamp if clamp is not None else model.clamp)
+    trained = model.clamp_family
+    mismatch = spec.mode != trained
+    if mismatch:
+        if not allow_clamp_mismatch:
+            raise ClampMismatchError(clamp_mismatch_message(
+                model.name, trained, spec.mode, flag="allow_clamp_mismatch=True"))
+        logger.warning("%s was trained for clamp mode %r but runs with %r (allowed): its "
+                       "output may contain invented sources", model.name, trained, spec.mode)
     stretch = stretch or model.stretch
     net = model.network
     if device is not None:
@@ -384,6 +412,8 @@ def enhance_batch(
             "clamp_value_output": out_info.value,
             "output_clamp_ratio": model.output_clamp_ratio,
             "clamp_quantile": info.q,
+            "trained_clamp": str(model.clamp),
+            "clamp_mismatch": bool(mismatch),
             "stretch": info.stretch,
             "software_version": __version__,
             "input_exposure_s": float(exposures_s[i]),
@@ -422,6 +452,7 @@ def enhance(
     batch_size: int = 4,
     precision: Precision = "auto",
     pad_mode: Literal["constant", "reflect"] = "constant",
+    allow_clamp_mismatch: bool = False,
 ) -> EnhancedImage:
     """Enhance one counts image with an SR or DN model.
 
@@ -437,7 +468,9 @@ def enhance(
     model : LoadedModel
         From :func:`~xsa_enhance.models.registry.load_model`.
     clamp, stretch, restore, device, tile, overlap, batch_size, precision, pad_mode
-        See :func:`enhance_batch`.
+        See :func:`enhance_batch` (``clamp`` defaults to the model's own).
+    allow_clamp_mismatch : bool
+        Run with a clamp of another family than the model's (see :func:`enhance_batch`).
 
     Returns
     -------
@@ -447,5 +480,5 @@ def enhance(
     return enhance_batch(
         [counts], [exposure_s], [mask], model, clamp=clamp, stretch=stretch, restore=restore,
         device=device, tile=tile, overlap=overlap, batch_size=batch_size, precision=precision,
-        pad_mode=pad_mode,
+        pad_mode=pad_mode, allow_clamp_mismatch=allow_clamp_mismatch,
     )[0]

@@ -19,7 +19,13 @@ Clamp modes (:class:`ClampSpec`)
     (all pixels when no mask is given). This is the follow-up talk's clamp that keeps bright
     sources visible.
 ``none``
-    No clipping: the value is the image maximum, so the image is only scaled into [0, 1].
+    The high-dynamic-range normalisation: no per-image value at all. The rate is divided by
+    a fixed ceiling (:data:`HDR_CEILING`, 2 counts/s/pixel, far above any un-piled-up pixel)
+    and models trained for this mode use the ``hdr`` stretch, which equals the constant
+    clamp's sqrt stretch (scaled by ``1 / HDR_GAIN``) up to the constant clamp and continues
+    logarithmically above it, so bright cores are enhanced too instead of being clipped and
+    restored at the input resolution. Only pixels above the ceiling are clipped (and
+    restored).
 
 The value of a network *output* cannot come from the (unknown) target; it is the input value
 times the model's *output clamp ratio* (:func:`output_clamp_ratio`, :meth:`NormInfo.for_output`).
@@ -36,7 +42,10 @@ Stretches
 ---------
 ``linear`` ``y = x``; ``sqrt`` ``y = sqrt(x)`` (the paper's choice); ``asinh``
 ``y = asinh(x / a) / asinh(1 / a)`` with ``a = 0.02``; ``log`` ``y = log(a x + 1) / log(a + 1)``
-with ``a = 1000``. The log stretch is normalised by ``log(a + 1)`` (astropy's current
+with ``a = 1000``; ``hdr`` (for the ``none`` clamp mode) ``y = g(x / k) / g(1 / k)`` with
+``k = INPUT_CLAMP / HDR_CEILING`` and ``g(u) = sqrt(u)`` for ``u <= 1``, ``1 + ln(u) / 2``
+above (continuous with its first derivative at the knee ``u = 1``, i.e. at the constant clamp).
+The log stretch is normalised by ``log(a + 1)`` (astropy's current
 ``LogStretch``) rather than ``log(a)`` so that it maps [0, 1] onto [0, 1] exactly and has an
 exact inverse; the two differ by a factor 0.99986. All functions accept numpy arrays and torch
 tensors.
@@ -60,6 +69,9 @@ __all__ = [
     "SR_TARGET_CLAMP",
     "ASINH_A",
     "LOG_A",
+    "HDR_CEILING",
+    "HDR_KNEE",
+    "HDR_GAIN",
     "STRETCHES",
     "ClampSpec",
     "NormInfo",
@@ -85,8 +97,16 @@ SR_TARGET_CLAMP: float = 0.0005584
 ASINH_A: float = 0.02
 #: Scale of the log stretch.
 LOG_A: float = 1000.0
+#: Fixed rate ceiling of the ``none`` clamp mode, counts/s/pixel (~900 constant clamps: 40,000
+#: counts in one pixel in 20 ks, beyond the pile-up limit of EPIC-pn full frame).
+HDR_CEILING: float = 2.0
+#: Knee of the ``hdr`` stretch on the ``rate / HDR_CEILING`` scale (the constant clamp).
+HDR_KNEE: float = INPUT_CLAMP / HDR_CEILING
+#: ``g(1 / HDR_KNEE)``: below the knee, ``hdr`` values are the sqrt stretch of the constant
+#: clamp divided by this gain.
+HDR_GAIN: float = 1.0 + 0.5 * math.log(1.0 / HDR_KNEE)
 #: Names of the supported stretches.
-STRETCHES: tuple[str, ...] = ("linear", "sqrt", "asinh", "log")
+STRETCHES: tuple[str, ...] = ("linear", "sqrt", "asinh", "log", "hdr")
 
 ClampMode = Literal["constant", "quantile", "none"]
 
@@ -239,6 +259,17 @@ def stretch_forward(x: Any, stretch: str) -> Any:
         return xp.sqrt(x)
     if stretch == "asinh":
         return xp.arcsinh(x / ASINH_A) / math.asinh(1.0 / ASINH_A)
+    if stretch == "hdr":
+        u = x / HDR_KNEE
+        if xp is np:
+            u = np.asarray(u, dtype=np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                low = np.sqrt(np.clip(u, 0.0, None))
+                high = 1.0 + 0.5 * np.log(np.maximum(u, 1.0))
+        else:
+            low = u.clamp(min=0.0).sqrt()
+            high = 1.0 + 0.5 * u.clamp(min=1.0).log()
+        return xp.where(u <= 1.0, low, high) / HDR_GAIN
     return xp.log1p(LOG_A * x) / math.log1p(LOG_A)
 
 
@@ -265,6 +296,14 @@ def stretch_inverse(y: Any, stretch: str) -> Any:
         return y * y
     if stretch == "asinh":
         return ASINH_A * xp.sinh(y * math.asinh(1.0 / ASINH_A))
+    if stretch == "hdr":
+        u = y * HDR_GAIN
+        if xp is np:
+            u = np.asarray(u, dtype=np.float64)
+            high = np.exp(2.0 * (np.maximum(u, 1.0) - 1.0))
+        else:
+            high = (2.0 * (u.clamp(min=1.0) - 1.0)).exp()
+        return xp.where(u <= 1.0, u * u, high) * HDR_KNEE
     return xp.expm1(y * math.log1p(LOG_A)) / LOG_A
 
 
@@ -342,16 +381,16 @@ def clamp_value(
     spec = ClampSpec.parse(clamp)
     if spec.mode == "constant":
         return float(_constant_for(role, factor, spec))
+    if spec.mode == "none":
+        return HDR_CEILING
     data = np.asarray(rate, dtype=np.float64)
     if mask is not None:
         data = data[np.asarray(mask) != 0]
     data = data[np.isfinite(data)]
     if data.size == 0:
         value = float("nan")
-    elif spec.mode == "quantile":
-        value = float(np.quantile(data, spec.q))
     else:
-        value = float(data.max())
+        value = float(np.quantile(data, spec.q))
     if not (math.isfinite(value) and value > 0):
         fallback = _constant_for(role, factor, ClampSpec("constant"))
         logger.warning(

@@ -15,8 +15,9 @@ folder shipped inside the package; the environment variable ``XSA_ENHANCE_WEIGHT
     {"format_version": 1, "models": [{"name": "xmm-superres", "version": 1, "kind": "sr",
       "file": "xmm-superres-v1.pt", "sha256": "...", "config": {...}, "card": {...}}, ...]}
 
-A model is addressed as ``NAME-vN`` (one version), ``NAME`` (its latest version; e.g. the
-aliases ``xmm-superres`` and ``xmm-denoise``) or by the path of a weight file. The sha256 of a
+A model is addressed as ``NAME-vN`` (one version), ``NAME`` (an alias: the newest version
+trained for the requested clamp mode family; e.g. the aliases ``xmm-superres`` and
+``xmm-denoise``) or by the path of a weight file. The sha256 of a
 registered file is checked before it is unpickled; for a file given by path, the sidecar
 ``FILE.sha256`` written by :func:`save_weights` is checked when present.
 
@@ -25,6 +26,15 @@ Config keys used by the inference engine (defaults in brackets): ``filters`` [32
 ``target_exposure_s`` [SR 100000, DN 50000], ``stretch`` ["sqrt"], ``clamp`` ["constant"],
 ``pad_shape`` [[416, 416]], ``output_clamp_ratio`` [the paper's ``1 / factor**2``: SR 0.25, DN 1;
 see :func:`xsa_enhance.models.normalise.output_clamp_ratio`].
+
+Clamp families
+--------------
+Weights are trained for one clamp mode (config ``clamp``: ``constant``, ``quantile:q`` or
+``none``); its *family* is the mode without its parameter (:func:`clamp_family`). An alias
+resolves to the newest version of the family of the clamp it will run with
+(:func:`resolve_model`, ``clamp=None`` meaning the default family ``constant``); an explicit
+version or a weight file run with a clamp of another family is refused by :func:`load_model`
+unless ``allow_clamp_mismatch=True`` (such weights invent sources outside their mode).
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -46,17 +56,23 @@ from torch import nn
 from xsa_enhance.errors import ConfigError, InputFileError, XsaError
 from xsa_enhance.models.networks import build_network
 
+if TYPE_CHECKING:
+    from xsa_enhance.models.normalise import ClampSpec
+
 __all__ = [
     "WEIGHTS_FORMAT",
     "DEFAULT_CONFIG",
     "LoadedModel",
     "ModelEntry",
+    "clamp_family",
+    "clamp_mismatch_message",
     "default_registry_dir",
     "file_sha256",
     "save_weights",
     "register_weights",
     "list_models",
     "resolve_model",
+    "is_model_path",
     "load_model",
 ]
 
@@ -77,6 +93,55 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
            "input_exposure_s": 20_000.0, "target_exposure_s": 50_000.0,
            "stretch": "sqrt", "clamp": "constant", "pad_shape": [416, 416]},
 }
+
+
+def clamp_family(spec: "str | ClampSpec") -> str:
+    """The clamp mode family of a clamp specification.
+
+    Parameters
+    ----------
+    spec : str or ClampSpec
+        ``constant``, ``constant:V``, ``quantile:q``, ``none`` (or a parsed ClampSpec).
+
+    Returns
+    -------
+    str
+        ``"constant"``, ``"quantile"`` or ``"none"``.
+
+    Raises
+    ------
+    ConfigError
+        An invalid specification.
+    """
+    from xsa_enhance.models.normalise import ClampSpec
+
+    return ClampSpec.parse(spec).mode
+
+
+def _config_family(config: dict[str, Any]) -> str:
+    return clamp_family(config.get("clamp") or "constant")
+
+
+def clamp_mismatch_message(name: str, trained: str, requested: str, *,
+                           alias: str | None = None,
+                           flag: str = "--allow-clamp-mismatch") -> str:
+    """The one-line refusal of weights run with a clamp of another family.
+
+    Parameters
+    ----------
+    name : str
+        The weights (``xmm-superres-v5`` or a file name).
+    trained, requested : str
+        The trained and the requested clamp families.
+    alias : str, optional
+        The alias that would resolve matched weights (registered weights).
+    flag : str
+        How the user allows the mismatch (CLI flag or pipeline key).
+    """
+    how = (f"use the alias {alias} to get matched weights" if alias
+           else "use weights trained for that mode")
+    return (f"{name} was trained for clamp mode {trained!r}, not {requested!r}; "
+            f"{how}, or {flag}")
 
 
 @dataclass(frozen=True)
@@ -111,6 +176,12 @@ class ModelEntry:
     def id(self) -> str:
         """``NAME-vVERSION``."""
         return f"{self.name}-v{self.version}"
+
+    @property
+    def clamp_family(self) -> str:
+        """Clamp mode family the weights were trained for (config ``clamp``, default
+        ``constant``)."""
+        return _config_family(self.config)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -157,6 +228,12 @@ class LoadedModel:
     stretch: str
     clamp: str
     path: Path | None = None
+
+    @property
+    def clamp_family(self) -> str:
+        """Clamp mode family the weights were trained for (``constant``, ``quantile``,
+        ``none``)."""
+        return clamp_family(self.clamp or "constant")
 
     @property
     def receptive_radius(self) -> int:
@@ -385,14 +462,33 @@ def register_weights(
 
 
 def resolve_model(
-    name: str, *, registry_dir: str | os.PathLike[str] | None = None
+    name: str,
+    *,
+    clamp: "str | ClampSpec | None" = None,
+    registry_dir: str | os.PathLike[str] | None = None,
 ) -> ModelEntry:
-    """Find the registry entry for ``NAME-vN`` or ``NAME`` (latest version).
+    """Find the registry entry for ``NAME-vN``, or for the alias ``NAME`` and a clamp mode.
+
+    Parameters
+    ----------
+    name : str
+        ``NAME-vN`` (that entry, whatever ``clamp`` says: :func:`load_model` checks it) or
+        ``NAME`` (the newest version trained for the clamp family of ``clamp``).
+    clamp : str or ClampSpec, optional
+        The clamp the weights will run with (default: the family ``constant``, the default
+        mode).
+    registry_dir : path-like, optional
+        Weights directory (default :func:`default_registry_dir`).
+
+    Returns
+    -------
+    ModelEntry
 
     Raises
     ------
     ConfigError
-        Unknown name; the message lists the known names.
+        Unknown name (the message lists the known names), or no version of ``NAME`` trained
+        for the family of ``clamp`` (the message names the families that have weights).
     """
     entries = list_models(registry_dir=registry_dir)
     for e in entries:
@@ -400,10 +496,23 @@ def resolve_model(
             return e
     versions = [e for e in entries if e.name == name]
     if versions:
-        return max(versions, key=lambda e: e.version)
+        family = clamp_family(clamp if clamp is not None else "constant")
+        matched = [e for e in versions if e.clamp_family == family]
+        if matched:
+            return max(matched, key=lambda e: e.version)
+        trained = sorted({e.clamp_family for e in versions})
+        raise ConfigError(f"no {name} weights trained for clamp mode {family!r}; "
+                          f"trained modes: {', '.join(trained)}")
     known = sorted({e.id for e in entries} | {e.name for e in entries})
     listing = ", ".join(known) if known else "none registered yet"
     raise ConfigError(f"unknown model {name!r}; known models: {listing} (or give a .pt path)")
+
+
+def is_model_path(name_or_path: str | os.PathLike[str]) -> bool:
+    """Whether :func:`load_model` takes ``name_or_path`` as a file (not a registry name)."""
+    text = os.fspath(name_or_path)
+    as_path = Path(text)
+    return as_path.suffix in (".pt", ".pth") or as_path.is_file() or os.sep in text
 
 
 def _safe_load(path: Path) -> dict[str, Any]:
@@ -434,6 +543,8 @@ def _safe_load(path: Path) -> dict[str, Any]:
 def load_model(
     name_or_path: str | os.PathLike[str],
     *,
+    clamp: "str | ClampSpec | None" = None,
+    allow_clamp_mismatch: bool = False,
     device: str | torch.device | None = None,
     sha256: str | None = None,
     registry_dir: str | os.PathLike[str] | None = None,
@@ -443,7 +554,14 @@ def load_model(
     Parameters
     ----------
     name_or_path : str or path-like
-        ``NAME-vN``, ``NAME`` (latest version, e.g. ``xmm-superres``), or a ``.pt`` path.
+        ``NAME-vN``, ``NAME`` (an alias, e.g. ``xmm-superres``: the newest version trained
+        for the clamp family of ``clamp``), or a ``.pt`` path.
+    clamp : str or ClampSpec, optional
+        The clamp the model will run with. For an alias it selects the weights (default: the
+        ``constant`` family); for an explicit version or a path it is checked against the
+        mode the weights were trained for.
+    allow_clamp_mismatch : bool
+        Load an explicit version or a file even when ``clamp`` is of another family.
     device : str or torch.device, optional
         Where to put the network (default CPU).
     sha256 : str, optional
@@ -458,14 +576,16 @@ def load_model(
     Raises
     ------
     ConfigError
-        Unknown model name.
+        Unknown model name, an alias without weights for the clamp family, or weights of
+        another clamp family (one line, unless ``allow_clamp_mismatch``).
     InputFileError
         Missing file, sha256 mismatch, unsafe or malformed file.
     """
     text = os.fspath(name_or_path)
     as_path = Path(text)
     entry: ModelEntry | None = None
-    if as_path.suffix in (".pt", ".pth") or as_path.is_file() or os.sep in text:
+    requested = clamp_family(clamp) if clamp is not None else None
+    if is_model_path(text):
         path = as_path
         expected = sha256
         sidecar = path.with_name(path.name + ".sha256")
@@ -473,7 +593,11 @@ def load_model(
             expected = sidecar.read_text().split()[0] if sidecar.read_text().split() else None
         display = path.name
     else:
-        entry = resolve_model(text, registry_dir=registry_dir)
+        entry = resolve_model(text, clamp=clamp, registry_dir=registry_dir)
+        if (requested is not None and entry.clamp_family != requested
+                and not allow_clamp_mismatch):
+            raise ConfigError(clamp_mismatch_message(entry.id, entry.clamp_family, requested,
+                                                     alias=entry.name))
         directory = Path(registry_dir) if registry_dir is not None else default_registry_dir()
         path = directory / entry.file
         expected = entry.sha256
@@ -493,6 +617,10 @@ def load_model(
     kind = payload["kind"]
     config = _full_config(kind, entry.config if entry else payload.get("config", {}))
     card = entry.card if entry else payload.get("card", {})
+    if entry is None and requested is not None and not allow_clamp_mismatch:
+        trained = _config_family(config)
+        if trained != requested:
+            raise ConfigError(clamp_mismatch_message(display, trained, requested))
     try:
         net = build_network(
             kind, filters=int(config["filters"]), blocks=int(config["blocks"]),

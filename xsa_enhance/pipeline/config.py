@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from xsa_enhance.errors import ConfigError
+from xsa_enhance.errors import ConfigError, XsaError
 
 __all__ = [
     "ArchiveSettings",
@@ -23,6 +23,7 @@ __all__ = [
     "ExecutorSettings",
     "PipelineConfig",
     "load_pipeline",
+    "check_clamp_matching",
     "LAST_SUCCESSFUL_RUN",
 ]
 
@@ -91,10 +92,11 @@ class EnhanceSettings:
     Parameters
     ----------
     models : list of str
-        Registry names (``xmm-superres-v1``) or weight file paths.
+        Registry aliases (``xmm-superres``: for each clamp, the newest weights trained for
+        that clamp mode), explicit versions (``xmm-superres-v5``) or weight file paths.
     clamps : list of str
         Clamp modes (``constant``, ``quantile:0.9999``, ``none``); every model is run with
-        every clamp.
+        every clamp, an alias with the weights matched to it.
     stretch : str, optional
         Override the models' stretch.
     slice_lengths_ks : list of float
@@ -105,16 +107,21 @@ class EnhanceSettings:
         Torch CPU threads per inference task.
     require_models : bool
         Fail the run when a model is not installed (otherwise: warn and write the
-        un-enhanced products only).
+        un-enhanced products only). An unknown name, or an alias without weights for one of
+        the clamp modes, always stops the run.
+    allow_clamp_mismatch : bool
+        Run explicit versions or weight files with clamp modes they were not trained for
+        (refused otherwise; the products record ``clamp_mismatch``).
     """
 
-    models: tuple[str, ...] = ("xmm-superres-v5", "xmm-denoise-v3")
+    models: tuple[str, ...] = ("xmm-superres", "xmm-denoise")
     clamps: tuple[str, ...] = ("constant",)
     stretch: str | None = None
     slice_lengths_ks: tuple[float, ...] = (20.0,)
     device: str | None = None
     torch_threads: int = 1
     require_models: bool = False
+    allow_clamp_mismatch: bool = False
 
 
 @dataclass(frozen=True)
@@ -258,6 +265,7 @@ class PipelineConfig:
             else:
                 kwargs[key] = value
         cfg = cls(**kwargs)
+        check_clamp_matching(cfg.enhance, source=source)
         if cfg.events:
             from xsa_enhance.events import EventsConfig
 
@@ -288,6 +296,56 @@ class PipelineConfig:
         if top:
             cfg = replace(cfg, **top)
         return cfg
+
+
+def check_clamp_matching(enhance: EnhanceSettings, *, source: str | None = None,
+                         registry_dir: str | os.PathLike[str] | None = None) -> None:
+    """Refuse explicit registry versions paired with clamps of another family.
+
+    Aliases are matched to each clamp when the run starts, and weight files are checked
+    then too (their mode is inside the file); here only ``NAME-vN`` entries of the
+    registry are checked, without loading any weights.
+
+    Parameters
+    ----------
+    enhance : EnhanceSettings
+        The ``enhance`` section.
+    source : str, optional
+        File name for the message.
+    registry_dir : path-like, optional
+        Weights directory (default: the registry's default).
+
+    Raises
+    ------
+    ConfigError
+        One line naming the model, the modes and how to fix it, unless
+        ``enhance.allow_clamp_mismatch``.
+    """
+    if enhance.allow_clamp_mismatch or not enhance.models:
+        return
+    from xsa_enhance.models.registry import clamp_family, is_model_path, list_models
+
+    try:
+        entries = {e.id: e for e in list_models(registry_dir=registry_dir)}
+    except XsaError:  # a corrupt registry is reported when the models are resolved
+        return
+    where = source or "pipeline config"
+    for i, name in enumerate(enhance.models):
+        entry = entries.get(str(name))
+        if entry is None or is_model_path(str(name)):
+            continue
+        for j, clamp in enumerate(enhance.clamps):
+            try:
+                family = clamp_family(clamp)
+            except ConfigError:
+                continue  # the schema reports it
+            if family != entry.clamp_family:
+                raise ConfigError(
+                    f"{where}: $.enhance.models[{i}]: {entry.id} was trained for clamp mode "
+                    f"{entry.clamp_family!r}, not {family!r} (enhance.clamps[{j}] {clamp}); "
+                    f"use the alias {entry.name} to get matched weights, or set "
+                    "enhance.allow_clamp_mismatch: true"
+                )
 
 
 def load_pipeline(path: str | os.PathLike[str]) -> PipelineConfig:

@@ -36,12 +36,37 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ModelInfo:
-    """A model resolved by the driver (the tasks load it by reference and check the sha)."""
+    """Weights resolved by the driver for one clamp (the tasks load them by reference and
+    check the sha).
+
+    Attributes
+    ----------
+    ref : str
+        What the tasks load: the resolved registry id (``xmm-superres-v5``) or the file path.
+    name : str
+        The weights id (product keys and catalog rows use it).
+    kind : str
+        ``sr`` or ``dn``.
+    sha256 : str
+        Digest of the weights.
+    clamp : str
+        The clamp these weights run with ("" when resolved without one).
+    source : str
+        The configured name (an alias such as ``xmm-superres``, a version or a path).
+    trained_clamp : str
+        The clamp mode the weights were trained for (their config ``clamp``).
+    clamp_mismatch : bool
+        Whether ``clamp`` is of another family (only with ``enhance.allow_clamp_mismatch``).
+    """
 
     ref: str
     name: str
     kind: str
     sha256: str
+    clamp: str = ""
+    source: str = ""
+    trained_clamp: str = "constant"
+    clamp_mismatch: bool = False
 
 
 @dataclass
@@ -112,9 +137,13 @@ class RunSummary:
             + f" in {self.wall_s:.1f} s ({self.executor})",
         ]
         if self.models:
-            lines.append(
-                "models: " + ", ".join(f"{m.name} [{m.kind}, sha256 {m.sha256[:12]}]" for m in self.models)
-            )
+            def _one(m: ModelInfo) -> str:
+                via = f"{m.source} -> " if m.source and m.source != m.ref else ""
+                clamp = f", clamp {m.clamp}" if m.clamp else ""
+                mism = f", MISMATCH: trained for {m.trained_clamp}" if m.clamp_mismatch else ""
+                return f"{via}{m.name} [{m.kind}, sha256 {m.sha256[:12]}{clamp}{mism}]"
+
+            lines.append("models: " + ", ".join(_one(m) for m in self.models))
         for note in self.notes:
             lines.append(f"note: {note}")
         if self.orphans_removed:
@@ -126,35 +155,110 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def resolve_models(refs: tuple[str, ...] | list[str], *, require: bool = False) -> tuple[list[ModelInfo], list[str]]:
-    """Load each model once in the driver to learn its name, kind and weights sha256.
+def resolve_models(
+    refs: tuple[str, ...] | list[str],
+    clamps: tuple[str, ...] | list[str] | None = None,
+    *,
+    require: bool = False,
+    allow_clamp_mismatch: bool = False,
+) -> tuple[list[ModelInfo], list[str]]:
+    """Resolve the weights of every (model, clamp) pair once in the driver.
+
+    An alias (``xmm-superres``) gets, for each clamp, the newest weights trained for that
+    clamp mode, so one alias under two clamps may give two different weights; an explicit
+    version or a weight file is checked against each clamp's mode. Each weights file is
+    loaded once to learn its name, kind and sha256.
 
     Parameters
     ----------
     refs : sequence of str
-        Registry names or weight paths.
+        Registry aliases, versions or weight paths.
+    clamps : sequence of str, optional
+        Clamp modes every model runs with (default: ``constant``).
     require : bool
-        Raise when one is missing instead of noting it.
+        Raise when weights are not installed (missing or unreadable file, empty registry)
+        instead of noting it.
+    allow_clamp_mismatch : bool
+        Accept explicit versions and files whose trained clamp mode differs (recorded in
+        :attr:`ModelInfo.clamp_mismatch`).
 
     Returns
     -------
     models : list of ModelInfo
+        One per (model, clamp) pair that has weights (pairs resolving to the same weights
+        and clamp appear once).
     notes : list of str
         One line per model that could not be loaded.
-    """
-    from xsa_enhance.models import load_model
 
+    Raises
+    ------
+    ConfigError
+        An unknown model name, an alias without weights for one of the clamp modes, or an
+        explicit version / file trained for another mode (unless ``allow_clamp_mismatch``):
+        one line.
+    """
+    from xsa_enhance.errors import ConfigError
+    from xsa_enhance.models import load_model
+    from xsa_enhance.models.registry import (
+        clamp_family,
+        clamp_mismatch_message,
+        is_model_path,
+        list_models,
+        resolve_model,
+    )
+
+    clamp_list = [str(c) for c in (clamps if clamps else ("constant",))]
+    flag = "set enhance.allow_clamp_mismatch: true"
     models: list[ModelInfo] = []
     notes: list[str] = []
+    loaded: dict[str, Any] = {}  # ref -> LoadedModel or the note of its failure
+    seen: set[tuple[str, str]] = set()
+    registry_empty: bool | None = None
     for ref in refs:
-        try:
-            m = load_model(ref)
-        except XsaError as exc:
-            if require:
-                raise
-            notes.append(f"model {ref} not available ({exc}); its products are not made")
-            continue
-        models.append(ModelInfo(ref=str(ref), name=m.name, kind=m.kind, sha256=m.sha256))
+        ref = str(ref)
+        path = is_model_path(ref)
+        for clamp in clamp_list:
+            family = clamp_family(clamp)
+            if path:
+                target = ref
+            else:
+                try:
+                    target = resolve_model(ref, clamp=clamp).id
+                except ConfigError as exc:
+                    if registry_empty is None:
+                        registry_empty = not list_models()
+                    if not registry_empty or require:
+                        raise
+                    note = f"model {ref} not available ({exc}); its products are not made"
+                    if note not in notes:
+                        notes.append(note)
+                    continue
+            if target not in loaded:
+                try:
+                    m = load_model(target)
+                except XsaError as exc:
+                    if require:
+                        raise
+                    loaded[target] = f"model {ref} not available ({exc}); its products are not made"
+                else:
+                    loaded[target] = m
+            m = loaded[target]
+            if isinstance(m, str):
+                if m not in notes:
+                    notes.append(m)
+                continue
+            mismatch = m.clamp_family != family
+            if mismatch and not allow_clamp_mismatch:
+                raise ConfigError(clamp_mismatch_message(
+                    m.name, m.clamp_family, family,
+                    alias=None if path else resolve_model(ref).name, flag=flag))
+            key = (m.name, clamp)
+            if key in seen:
+                continue
+            seen.add(key)
+            models.append(ModelInfo(ref=target, name=m.name, kind=m.kind, sha256=m.sha256,
+                                    clamp=clamp, source=ref, trained_clamp=str(m.clamp),
+                                    clamp_mismatch=bool(mismatch)))
     if refs and not models:
         notes.append(
             "no trained model is installed: only the un-enhanced slice images were written "
@@ -251,7 +355,10 @@ def _run_pipeline(
 
             EventsConfig.from_dict(config.events)
         enh = config.enhance
-        models, notes = resolve_models(enh.models, require=enh.require_models)
+        # Weights for every (model, clamp) pair, before anything is harvested: an unknown
+        # model, a clamp mode without weights or a refused mismatch stops the run here.
+        models, notes = resolve_models(enh.models, enh.clamps, require=enh.require_models,
+                                       allow_clamp_mismatch=enh.allow_clamp_mismatch)
         summary.models = models
         summary.notes.extend(notes)
 
@@ -334,10 +441,9 @@ def _run_pipeline(
             for sid, length in slices:
                 if not _lengths_match(length, enh.slice_lengths_ks):
                     continue
-                for m in models:
-                    for clamp in enh.clamps:
-                        if (obsid, sid, m.name, clamp) not in product_keys:
-                            jobs.append((sid, m, clamp))
+                for m in models:  # one per (weights, clamp) pair
+                    if (obsid, sid, m.name, m.clamp) not in product_keys:
+                        jobs.append((sid, m, m.clamp))
             return jobs
 
         own_executor = executor is None
@@ -370,7 +476,8 @@ def _run_pipeline(
             fut = executor.submit(
                 product_task, st.obsid, sid, kind="inference",
                 model_ref=m.ref, model_sha256=m.sha256, clamp=clamp, stretch=enh.stretch,
-                device=enh.device, torch_threads=enh.torch_threads, **common,
+                device=enh.device, torch_threads=enh.torch_threads,
+                allow_clamp_mismatch=m.clamp_mismatch, **common,
             )
             pending[fut] = ("product", st.obsid)
             st.pending += 1

@@ -155,6 +155,7 @@ def enhance_stage(
     clamp: str,
     stretch: str | None = None,
     device: str | None = None,
+    allow_clamp_mismatch: bool = False,
 ) -> Any:
     """Run one model on one slice image.
 
@@ -174,6 +175,9 @@ def enhance_stage(
         Stretch override.
     device : str, optional
         Torch device.
+    allow_clamp_mismatch : bool
+        Run even when ``clamp`` is of another family than the model was trained for (the
+        driver decided; otherwise refused with a one-line error).
 
     Returns
     -------
@@ -182,6 +186,7 @@ def enhance_stage(
     from xsa_enhance.models.inference import enhance
 
     t0 = time.perf_counter()
-    out = enhance(counts, exposure_s, mask, model, clamp=clamp, stretch=stretch, device=device)
+    out = enhance(counts, exposure_s, mask, model, clamp=clamp, stretch=stretch, device=device,
+                  allow_clamp_mismatch=allow_clamp_mismatch)
     logger.debug("%s on a %.0f s image took %.2f s", model.name, exposure_s, time.perf_counter() - t0)
     return out

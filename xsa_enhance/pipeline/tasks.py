@@ -376,6 +376,7 @@ def product_task(
     stretch: str | None = None,
     device: str | None = None,
     torch_threads: int = 1,
+    allow_clamp_mismatch: bool = False,
 ) -> ProductOutcome:
     """Enhance one stored slice image with one model and clamp mode and store the product.
 
@@ -388,7 +389,7 @@ def product_task(
     storage_options : dict, optional
         fsspec options of the store.
     model_ref : str
-        Registry name or weight file path.
+        Registry id (the driver resolves aliases per clamp) or weight file path.
     model_sha256 : str
         Digest of the weights the driver resolved.
     clamp : str
@@ -399,6 +400,9 @@ def product_task(
         Torch device (default: CUDA when available).
     torch_threads : int
         Torch CPU threads (the same in every executor, so results are identical).
+    allow_clamp_mismatch : bool
+        The driver allowed running these weights with a clamp of another family (recorded
+        in the product); otherwise such a pair fails with a one-line reason.
 
     Returns
     -------
@@ -423,7 +427,8 @@ def product_task(
         timings["product_read_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         out = enhance_stage(
-            data.counts, exposure_s, data.mask, model, clamp=clamp, stretch=stretch, device=device
+            data.counts, exposure_s, data.mask, model, clamp=clamp, stretch=stretch, device=device,
+            allow_clamp_mismatch=allow_clamp_mismatch,
         )
         timings["enhance_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -435,6 +440,8 @@ def product_task(
             "kind": model.kind,
             "weights_sha256": model.sha256,
             "clamp_mode": clamp,
+            "trained_clamp": str(provenance.get("trained_clamp", model.clamp)),
+            "clamp_mismatch": bool(provenance.get("clamp_mismatch", False)),
             "stretch": str(provenance.get("stretch", stretch or model.stretch)),
             "input_slice": store.input_path(obsid, slice_id),
             "input_exposure_s": exposure_s,
@@ -472,6 +479,8 @@ def product_task(
             "weights_sha256": model.sha256,
             "clamp_mode": clamp,
             "clamp_value": clamp_value,
+            "trained_clamp": attrs["trained_clamp"],
+            "clamp_mismatch": attrs["clamp_mismatch"],
             "stretch": attrs["stretch"],
             "grid": attrs["grid"],
             "input_counts": float(np.asarray(data.counts, dtype=float)[in_mask].sum()),

@@ -7,6 +7,10 @@ the new row counts of all catalogs touched by one commit in a single write of it
 attributes. Readers only ever read the published rows, so a run killed in the middle of an
 append leaves the catalogs as they were (the stale tail is overwritten by the next append),
 and rows committed together (an observation and its slices) appear together.
+
+Columns added in later versions (:data:`LATE_COLUMNS`, e.g. the products' ``trained_clamp``
+and ``clamp_mismatch``) may be missing from stores written before: they read as their fill
+value (``""``, ``False``) and the first append creates them, filled for the older rows.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ __all__ = [
     "CatalogCorruptError",
     "Column",
     "CATALOG_KEYS",
+    "LATE_COLUMNS",
     "rows_from_table",
 ]
 
@@ -115,7 +120,12 @@ CATALOG_SCHEMAS: dict[str, tuple[Column, ...]] = {
         _c("weights_sha256", "str", "", "SHA-256 of the model weights"),
         _c("clamp_mode", "str", "", "constant or quantile"),
         _c("clamp_value", "f8", "ct/s", "clamp applied to the input rate image (per pixel)"),
-        _c("stretch", "str", "", "intensity stretch (linear, sqrt, asinh, log)"),
+        _c("trained_clamp", "str", "", "clamp mode the weights were trained for (their config "
+                                       "clamp; empty: product made before it was recorded)"),
+        _c("clamp_mismatch", "bool", "", "made with a clamp mode of another family than "
+                                         "trained_clamp (allowed explicitly; false when "
+                                         "trained_clamp is empty)"),
+        _c("stretch", "str", "", "intensity stretch (linear, sqrt, asinh, log, hdr)"),
         _c("grid", "str", "", "output grid (1x: 4 arcsec pixels, 2x: 2 arcsec pixels)"),
         _c("input_counts", "f8", "", "counts of the input image inside the mask"),
         _c("output_counts", "f8", "", "counts of the enhanced image inside its mask"),
@@ -149,6 +159,14 @@ CATALOG_KEYS: dict[str, tuple[str, ...]] = {
     "slices": ("obsid", "slice_id"),
     "products": ("obsid", "slice_id", "model", "clamp_mode"),
     "runs": (),
+}
+
+#: Columns added after the first store format: stores written before lack them.
+LATE_COLUMNS: dict[str, frozenset[str]] = {
+    "observations": frozenset(),
+    "slices": frozenset(),
+    "products": frozenset({"trained_clamp", "clamp_mismatch"}),
+    "runs": frozenset(),
 }
 
 _CHUNK = 4096
@@ -209,16 +227,18 @@ class Catalog:
             overwrite=True,
         )
         for col in columns:
-            group.create_array(
-                col.name,
-                shape=(0,),
-                chunks=(_CHUNK,),
-                dtype=_np_dtype(col.dtype),
-                fill_value=_FILL[col.dtype],
-                dimension_names=["row"],
-                attributes={"unit": col.unit, "description": col.description},
-            )
+            _create_column(group, col, 0)
         return cls(group, name, 0)
+
+    def _is_late_missing(self, name: str) -> bool:
+        """A column added after this catalog was written (read as its fill value)."""
+        if name not in LATE_COLUMNS.get(self.name, ()):
+            return False
+        try:
+            self.group[name]
+        except KeyError:
+            return True
+        return False
 
     def _column_array(self, name: str) -> zarr.Array:
         try:
@@ -227,9 +247,29 @@ class Catalog:
             raise CatalogCorruptError(f"catalog {self.name}: column {name!r} missing") from exc
         return arr  # type: ignore[return-value]
 
+    def _add_late_columns(self, rows_before: int) -> None:
+        """Create the late columns an older catalog lacks, filled for its rows."""
+        added = []
+        for col in self.columns:
+            if self._is_late_missing(col.name):
+                _create_column(self.group, col, rows_before)
+                added.append(col.name)
+        if added:
+            attrs = dict(self.group.attrs)
+            cols = list(attrs.get("columns") or [])
+            attrs["columns"] = cols + [c for c in added if c not in cols]
+            self.group.attrs.update(attrs)
+            logger.info("catalog %s: added columns %s (filled for %d older rows)", self.name,
+                        ", ".join(added), rows_before)
+
     def column(self, name: str) -> np.ndarray:
         """Return the published values of one column."""
         n = self.nrows
+        if self._is_late_missing(name):
+            kind = next(c.dtype for c in self.columns if c.name == name)
+            if kind == "str":
+                return np.full(n, "", dtype="U1")
+            return np.full(n, _FILL[kind], dtype=kind)
         arr = self._column_array(name)
         if arr.shape[0] < n:
             raise CatalogCorruptError(
@@ -285,6 +325,7 @@ class Catalog:
         self.check_rows(rows)
         n0 = self.nrows
         n1 = n0 + len(rows)
+        self._add_late_columns(n0)
         for col in self.columns:
             arr = self._column_array(col.name)
             if col.dtype == "str":
@@ -311,6 +352,19 @@ class Catalog:
     def rows(self) -> list[dict[str, object]]:
         """The published rows as plain mappings."""
         return rows_from_table(self.read())
+
+
+def _create_column(group: zarr.Group, col: Column, nrows: int) -> zarr.Array:
+    """A column array of ``nrows`` fill values."""
+    return group.create_array(
+        col.name,
+        shape=(nrows,),
+        chunks=(_CHUNK,),
+        dtype=_np_dtype(col.dtype),
+        fill_value=_FILL[col.dtype],
+        dimension_names=["row"],
+        attributes={"unit": col.unit, "description": col.description},
+    )
 
 
 def rows_from_table(table: Table) -> list[dict[str, object]]:

@@ -12,6 +12,14 @@ component, so no component of the test set is ever seen in training.
 Only the crop of each component is read from Zarr (chunked storage), so nothing is loaded as a
 whole. Inputs and targets are returned normalised the way the inference engine normalises them
 (counts -> rate -> clamp -> / clamp -> stretch); see :func:`normalise_rate`.
+
+The clamp value follows the clamp mode the model is trained for (``clamp``), exactly as
+:func:`xsa_enhance.models.normalise.clamp_value` chooses it at inference: ``constant`` the fixed
+value, ``quantile:q`` the ``q`` quantile of the masked input rate of the *whole* frame (the
+components' full frames are summed first, then cropped, so a crop without the bright source is
+still normalised by the frame's value, as it would be in a real image), ``none`` the fixed
+:data:`~xsa_enhance.models.normalise.HDR_CEILING`. Input and target are divided by the *input's*
+value (times the output clamp ratio for the target), as in the follow-up talk.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from xsa_enhance.models.normalise import (
     DN_TARGET_CLAMP,
     INPUT_CLAMP,
     SR_TARGET_CLAMP,
+    ClampSpec,
+    clamp_value,
     stretch_forward,
     stretch_inverse,
 )
@@ -139,6 +149,10 @@ class PairSource:
         Add the ``mask * exposure_s / 100 ks`` channel the published models took.
     min_mask_fraction : float
         Crops are placed where at least this fraction of input pixels is inside the mask.
+    clamp : str
+        Clamp mode the model is trained for (``constant``, ``quantile:q``, ``none``); for
+        ``constant``, ``clamp_input`` / ``clamp_target`` apply, for the others the input value
+        comes from each sample (see the module documentation).
     """
 
     def __init__(
@@ -156,8 +170,11 @@ class PairSource:
         p_points: float = 0.0,
         exposure_channel: bool = False,
         min_mask_fraction: float = 0.5,
+        clamp: str = "constant",
     ) -> None:
         self.ts = training_set
+        self.clamp = ClampSpec.parse(clamp)
+        self.ratio = output_clamp_ratio_of(int(training_set.factor), output_clamp_ratio)
         self.split = split
         self.factor = int(training_set.factor)
         self.crop = crop
@@ -235,6 +252,13 @@ class PairSource:
         self, combo: dict[str, int | None], pos: tuple[int, int]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Summed input and target counts (and the 1x mask) of a combination and crop."""
+        inp, tgt, mask, _value = self._counts_and_value(combo, pos)
+        return inp, tgt, mask
+
+    def _counts_and_value(
+        self, combo: dict[str, int | None], pos: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """:meth:`counts` plus the sample's input clamp value (counts/s/pixel)."""
         y0, x0 = pos
         f = self.factor
         if self.crop is None:
@@ -248,16 +272,32 @@ class PairSource:
             mask = self.mask[sl_in]
         inp = None
         tgt = None
+        full = None
         for name, idx in combo.items():
             if idx is None:
                 continue
             comp = self.comps[name]
-            a = np.asarray(comp.input[(idx, *sl_in)], dtype=np.float64)
+            if self.clamp.mode == "quantile":
+                # the chunks are whole frames, so reading the frame costs no more than the crop
+                whole = np.asarray(comp.input[idx], dtype=np.float64)
+                full = whole if full is None else full + whole
+                a = whole[sl_in]
+            else:
+                a = np.asarray(comp.input[(idx, *sl_in)], dtype=np.float64)
             b = np.asarray(comp.target[(idx, *sl_out)], dtype=np.float64)
             inp = a if inp is None else inp + a
             tgt = b if tgt is None else tgt + b
         assert inp is not None and tgt is not None
-        return inp, tgt, mask
+        return inp, tgt, mask, self._input_value(full)
+
+    def _input_value(self, full_counts: np.ndarray | None) -> float:
+        """The input clamp value of a sample (counts/s/pixel) for this source's clamp mode."""
+        if self.clamp.mode == "constant":
+            return self.clamp_input
+        if self.clamp.mode == "none":
+            return clamp_value(np.zeros(1), self.clamp)
+        assert full_counts is not None
+        return clamp_value(full_counts * self.mask / self.in_exp, self.clamp, mask=self.mask)
 
     def sample(self, rng: np.random.Generator) -> Sample:
         """One normalised sample."""
@@ -266,9 +306,13 @@ class PairSource:
 
     def make(self, combo: dict[str, int | None], pos: tuple[int, int]) -> Sample:
         """The normalised sample of a given combination and crop position."""
-        inp, tgt, mask = self.counts(combo, pos)
-        x = normalise_rate(inp * mask / self.in_exp, clamp=self.clamp_input, stretch=self.stretch)
-        y = normalise_rate(tgt / self.out_exp, clamp=self.clamp_target, stretch=self.stretch)
+        inp, tgt, mask, value = self._counts_and_value(combo, pos)
+        if self.clamp.mode == "constant":
+            v_in, v_out = self.clamp_input, self.clamp_target
+        else:
+            v_in, v_out = value, value * self.ratio
+        x = normalise_rate(inp * mask / self.in_exp, clamp=v_in, stretch=self.stretch)
+        y = normalise_rate(tgt / self.out_exp, clamp=v_out, stretch=self.stretch)
         chans = [x]
         if self.exposure_channel:
             chans.append((mask * (self.in_exp / EXPOSURE_SCALE_S)).astype(np.float32))

@@ -337,7 +337,8 @@ def evaluate(
     if predictor is None:
         from xsa_enhance.models.registry import LoadedModel, load_model
 
-        loaded = model if isinstance(model, LoadedModel) else load_model(model)
+        # an alias resolves to the weights trained for the clamp mode asked for
+        loaded = model if isinstance(model, LoadedModel) else load_model(model, clamp=clamp)
         if loaded.kind != kind:
             from xsa_enhance.errors import ConfigError
 

@@ -170,7 +170,8 @@ LOSS_TERMS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "poisson_linear": poisson_linear_term,
 }
 
-#: Terms evaluated on the linear scale; they assume the sqrt stretch.
+#: Terms evaluated on the linear scale; they assume the sqrt stretch (or ``hdr`` with
+#: :attr:`WeightedLoss.linear_gain`).
 LINEAR_TERMS: frozenset[str] = frozenset({"mse_linear", "l1_linear", "poisson_linear"})
 
 #: Terms for which a larger value means a better image.
@@ -190,11 +191,20 @@ class WeightedLoss:
         Constant added to the sum (does not change gradients; keeps the paper's scale).
     name : str
         Label used in logs.
+    linear_gain : float
+        Factor applied to the normalised values before the linear-scale terms (which then
+        see ``min(gain * x, 1)``). 1 for the sqrt stretch; :data:`~xsa_enhance.models.
+        normalise.HDR_GAIN` for the ``hdr`` stretch, whose values below the constant clamp are
+        the sqrt stretch divided by that gain: the linear terms then measure the same errors
+        as for a constant-clamp model, and leave what lies above the constant clamp to the
+        stretched-scale terms (PSNR, SSIM), where a linear error would be hundreds of times
+        larger.
     """
 
     weights: Mapping[str, float]
     offset: float = 0.0
     name: str = "custom"
+    linear_gain: float = 1.0
     _terms: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -214,7 +224,13 @@ class WeightedLoss:
 
     def terms(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw value of every term of this loss."""
-        return {name: LOSS_TERMS[name](pred, target) for name in self._terms}
+        if self.linear_gain != 1.0 and LINEAR_TERMS & set(self._terms):
+            g = float(self.linear_gain)
+            lin = ((pred * g).clamp(max=1.0), (target * g).clamp(max=1.0))
+        else:
+            lin = (pred, target)
+        return {name: LOSS_TERMS[name](*(lin if name in LINEAR_TERMS else (pred, target)))
+                for name in self._terms}
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The combined loss (a scalar tensor with gradients)."""

@@ -333,23 +333,26 @@ def run_psf_test(
     model: Any,
     out_dir: str | os.PathLike[str] | None = None,
     *,
-    clamps: Sequence[str] = ("constant", "quantile:0.9999"),
+    clamps: Sequence[str] | None = None,
     seed: int = 0,
     psf: str = "handbook",
     max_sigma_ratio: float = 1.25,
     max_flux_error: float = 0.10,
     min_fit_fraction: float = 0.8,
+    allow_clamp_mismatch: bool = False,
 ) -> PsfTestResult:
     """Run the PSF test and the deblending test for an SR model.
 
     Parameters
     ----------
     model : str, path-like or LoadedModel
-        An SR model.
+        An SR model. An alias (``xmm-superres``) runs, for each clamp mode, the newest weights
+        trained for that mode (:func:`~xsa_enhance.models.registry.load_model`); an explicit
+        version, file or loaded model runs as given.
     out_dir : path-like, optional
         Write ``psf_test.json``, ``psf_test.md`` and ``psf_panels.png`` there.
-    clamps : sequence of str
-        Clamp modes to run the model with.
+    clamps : sequence of str, optional
+        Clamp modes to run the model with (default: the clamp the weights are trained for).
     seed : int
         Seed of positions and noise.
     psf : str
@@ -359,6 +362,9 @@ def run_psf_test(
     min_fit_fraction : float
         A clamp mode passes only when at least this fraction of the predicted sources gives
         a valid Gaussian fit (a model that erases sources must not pass on sigma).
+    allow_clamp_mismatch : bool
+        Run explicit weights with clamp modes they were not trained for (the figures then
+        describe a pairing the pipeline never makes by default).
 
     Returns
     -------
@@ -367,7 +373,20 @@ def run_psf_test(
     from xsa_enhance.models.inference import enhance
     from xsa_enhance.models.registry import LoadedModel, load_model
 
-    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    loaded = model if isinstance(model, LoadedModel) else load_model(
+        model, clamp=clamps[0] if clamps else None, allow_clamp_mismatch=allow_clamp_mismatch)
+    clamps = tuple(clamps) if clamps else (loaded.clamp,)
+    models: dict[str, LoadedModel] = {}
+    for clamp in clamps:
+        models[clamp] = loaded if isinstance(model, LoadedModel) else load_model(
+            model, clamp=clamp, allow_clamp_mismatch=allow_clamp_mismatch)
+
+    def run(counts: np.ndarray, exposure_s: float, mask: np.ndarray, clamp: str) -> np.ndarray:
+        m = models[clamp]
+        out = enhance(counts, exposure_s, mask, m, clamp=clamp,
+                      allow_clamp_mismatch=allow_clamp_mismatch)
+        return np.asarray(out.counts, dtype=np.float64) / out.exposure_s
+
     if loaded.factor != 2:
         from xsa_enhance.errors import ConfigError
 
@@ -381,6 +400,7 @@ def run_psf_test(
                                target_exposure_s=loaded.target_exposure_s)
     res = PsfTestResult(meta={"model": loaded.name, "weights_sha256": loaded.sha256,
                               "output_clamp_ratio": loaded.output_clamp_ratio,
+                              "weights_per_clamp": {c: m.name for c, m in models.items()},
                               "psf": psf, "seed": seed, "n_sources": int(len(grid.rates)),
                               "pixel_arcsec": 2.0, "max_sigma_ratio": max_sigma_ratio,
                               "max_flux_error": max_flux_error})
@@ -390,8 +410,7 @@ def run_psf_test(
     s_t, f_t = _measure(grid.target_rate, pos2)
     panels: dict[str, np.ndarray] = {"input": inp2, "target": grid.target_rate}
     for clamp in clamps:
-        out = enhance(grid.counts, grid.exposure_s, grid.mask, loaded, clamp=clamp)
-        pred = np.asarray(out.counts, dtype=np.float64) / out.exposure_s
+        pred = run(grid.counts, grid.exposure_s, grid.mask, clamp)
         panels[f"model ({clamp})"] = pred
         s_p, f_p = _measure(pred, pos2)
         ok = np.isfinite(s_p) & np.isfinite(s_t)
@@ -428,8 +447,7 @@ def run_psf_test(
     images = {"input": np.repeat(np.repeat(pairs.counts / pairs.exposure_s, 2, 0), 2, 1) / 4.0,
               "target": pairs.target_rate}
     for clamp in clamps:
-        out = enhance(pairs.counts, pairs.exposure_s, pairs.mask, loaded, clamp=clamp)
-        images[f"model ({clamp})"] = np.asarray(out.counts, dtype=np.float64) / out.exposure_s
+        images[f"model ({clamp})"] = run(pairs.counts, pairs.exposure_s, pairs.mask, clamp)
     seps_fwhm = np.round(pairs.separations_arcsec / fwhm, 3)
     for name, img in images.items():
         fr: dict[str, float] = {}

@@ -38,8 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NAMES", "names_for", "make_data", "train_both", "register_both", "evaluate_both",
-           "card_tables", "main"]
+__all__ = ["NAMES", "names_for", "make_data", "train_both", "register_both", "register_run",
+           "evaluate_both", "card_tables", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -186,16 +186,32 @@ def _simulator_revision(store: Path) -> int | None:
     return open_training_set(store).simulator_revision
 
 
-def _card(kind: str, work: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+#: The caveat on clamping, per clamp mode the weights are trained for.
+_CLAMP_CAVEATS: dict[str, str] = {
+    "constant": "constant clamping loses bright-source structure above the clamp (flux is "
+                "restored at input resolution by the inference engine)",
+    "quantile": "quantile clamping normalises each image by its own 0.9999 quantile: structure "
+                "above it is restored at input resolution, and how faint emission is rendered "
+                "depends on the brightest pixels of the frame",
+    "none": "no clamp: high-dynamic-range normalisation (hdr stretch, ceiling 2 counts/s per "
+            "pixel); bright cores are enhanced by the network, which saw few cores as bright as "
+            "real cluster centres in training",
+}
+
+
+def _card(kind: str, work: Path, extra: dict[str, Any] | None = None, *,
+          run: Path | None = None, clamp: str = "constant") -> dict[str, Any]:
     import torch
 
     from xsa_enhance._version import __version__
+    from xsa_enhance.models.normalise import ClampSpec
 
-    run = work / f"train_{kind}"
+    run = run if run is not None else work / f"train_{kind}"
     result = json.loads((run / "result.json").read_text()) if (run / "result.json").is_file() else {}
     anneal = work / f"anneal_{kind}" / "result.json"
     if anneal.is_file():
         result = {**result, "anneal": json.loads(anneal.read_text())}
+    mode = ClampSpec.parse(clamp).mode
     card = {
         "summary": ("XMM-SuperRes: 20 ks EPIC-pn 0.5-2 keV image -> 2x finer grid, 100 ks, "
                     "background-free" if kind == "sr" else
@@ -207,15 +223,49 @@ def _card(kind: str, work: Path, extra: dict[str, Any] | None = None) -> dict[st
                     "machine": platform.machine(), "cpu_count": os.cpu_count(), **result},
         "caveats": [
             "outputs can contain hallucinated or suppressed features",
-            "constant clamping loses bright-source structure above the clamp (flux is restored "
-            "at input resolution by the inference engine)",
+            _CLAMP_CAVEATS[mode],
             "EPIC-pn, 0.5-2 keV, full frame, ~20 ks inputs only",
             "trained on simulations only; small CPU-trained model, not the paper's size",
         ],
         "docs": "docs/models.md",
+        "trained_clamp": str(ClampSpec.parse(clamp)),
     }
     card.update(extra or {})
     return card
+
+
+def register_run(run: Path, *, kind: str, name: str, registry_dir: str | None = None,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Export and register the best weights of one training run directory (any clamp mode).
+
+    The run's ``config.yaml`` gives the clamp mode, training set and stretch; the model card
+    records the clamp mode the weights are trained for (``trained_clamp``), the run's result
+    (``result.json`` when present, else the last validation line of ``metrics.jsonl``) and
+    ``extra``.
+    """
+    import yaml
+
+    from xsa_enhance.models.registry import register_weights
+    from xsa_enhance.training.train import export_weights
+
+    run = Path(run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
+    if not (run / "result.json").is_file() and (run / "metrics.jsonl").is_file():
+        vals = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()
+                if ln.strip() and '"val"' in ln]
+        best = min(vals, key=lambda r: r["val_loss"]) if vals else {}
+        (run / "result.json").write_text(json.dumps({
+            "steps": vals[-1]["step"] if vals else 0, "best_step": best.get("step"),
+            "best_val_loss": best.get("val_loss"),
+            "wall_s": vals[-1].get("elapsed_s") if vals else None}))
+    card = _card(kind, run.parent, extra, run=run, clamp=str(cfg.get("clamp", "constant")))
+    card["simulator_revision"] = _simulator_revision(Path(cfg.get("train_set", "")))
+    path = run / f"{name}.pt"
+    sha = export_weights(run, path, name=name, card=card)
+    entry = register_weights(path, name=name, kind=kind, registry_dir=registry_dir)
+    logger.info("registered %s (clamp %s)", entry.id, card["trained_clamp"])
+    return {"id": entry.id, "sha256": entry.sha256, "file": entry.file,
+            "exported_sha256": sha, "size_bytes": path.stat().st_size}
 
 
 def register_both(work: Path, *, registry_dir: str | None = None,

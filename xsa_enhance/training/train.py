@@ -15,6 +15,7 @@ run sees exactly the batches an uninterrupted one would have seen.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -33,7 +34,7 @@ import yaml
 
 from xsa_enhance.errors import ConfigError, InputFileError
 from xsa_enhance.models.networks import load_grown
-from xsa_enhance.models.normalise import output_clamp_ratio
+from xsa_enhance.models.normalise import HDR_GAIN, ClampSpec, output_clamp_ratio
 from xsa_enhance.training.data import PairSource, denormalise, open_pairs
 from xsa_enhance.training.losses import LINEAR_TERMS, WeightedLoss, loss_from_config
 
@@ -52,7 +53,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Names of the shipped presets (YAML files in ``xsa_enhance/training/presets/``).
-PRESETS: tuple[str, ...] = ("paper", "small", "small-v2", "small-v3", "small-v4")
+PRESETS: tuple[str, ...] = ("paper", "small", "small-v2", "small-v3", "small-v4",
+                            "small-v4-quantile", "small-v4-none", "small-v3-quantile",
+                            "small-v3-none")
 
 
 @dataclass
@@ -110,6 +113,16 @@ class TrainConfig:
     grad_clip : float or None
         Clip the global gradient norm to this value before each optimiser step (None: no
         clipping).
+    clamp : str
+        The clamp mode the model is trained for and recorded in its weights (``constant``,
+        ``quantile:q``, ``none``; see :class:`~xsa_enhance.training.data.PairSource`). The
+        ``none`` mode goes with the ``hdr`` stretch.
+    init_rescale : float, "hdr" or None
+        When fine-tuning (``init_weights``), multiply the first convolution by this factor and
+        divide the last one by it, so that the network computes on inputs scaled by ``1 /
+        factor`` exactly what it computed before, scaled by ``1 / factor``. ``"hdr"`` is
+        :data:`~xsa_enhance.models.normalise.HDR_GAIN`: a constant-clamp model fine-tuned
+        for the ``none`` mode then starts as the constant-clamp model below the constant clamp.
     """
 
     kind: str = "sr"
@@ -137,7 +150,24 @@ class TrainConfig:
     num_threads: int | None = None
     device: str = "auto"
     grad_clip: float | None = None
+    clamp: str = "constant"
+    init_rescale: float | str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def init_rescale_value(self) -> float | None:
+        """``init_rescale`` as a number (``"hdr"`` resolved), or None."""
+        if self.init_rescale is None:
+            return None
+        if self.init_rescale == "hdr":
+            return HDR_GAIN
+        try:
+            v = float(self.init_rescale)
+        except (TypeError, ValueError):
+            raise ConfigError(f"init_rescale must be a number or 'hdr', got "
+                              f"{self.init_rescale!r}") from None
+        if not (math.isfinite(v) and v > 0):
+            raise ConfigError(f"init_rescale must be positive, got {self.init_rescale!r}")
+        return v
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` on inconsistent values."""
@@ -157,8 +187,14 @@ class TrainConfig:
             output_clamp_ratio(2 if self.kind == "sr" else 1, self.output_clamp_ratio)
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        spec = ClampSpec.parse(self.clamp)
+        if spec.mode == "none" and self.stretch != "hdr":
+            raise ConfigError(f"clamp 'none' needs the 'hdr' stretch, config has {self.stretch!r}")
+        if spec.mode != "none" and self.stretch == "hdr":
+            raise ConfigError(f"the 'hdr' stretch is for clamp 'none', config has {self.clamp!r}")
+        self.init_rescale_value()
         loss = loss_from_config(self.loss)
-        if LINEAR_TERMS & set(loss.weights) and self.stretch != "sqrt":
+        if LINEAR_TERMS & set(loss.weights) and self.stretch not in ("sqrt", "hdr"):
             raise ConfigError(
                 f"linear-scale loss terms {sorted(LINEAR_TERMS & set(loss.weights))} assume the "
                 f"sqrt stretch, config has stretch {self.stretch!r}"
@@ -227,8 +263,13 @@ def preset_config(name: str) -> dict[str, Any]:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose from {list(PRESETS)}")
     text = resources.files("xsa_enhance.training").joinpath("presets", f"{name}.yaml").read_text()
-    data = yaml.safe_load(text) or {}
-    return dict(data)
+    data = dict(yaml.safe_load(text) or {})
+    base = data.pop("preset", None)
+    if base is not None:  # a preset written as changes to another one
+        if base == name:
+            raise ConfigError(f"preset {name!r} names itself as its base")
+        data = {**preset_config(str(base)), **data}
+    return data
 
 
 def select_device(device: str = "auto") -> torch.device:
@@ -402,6 +443,14 @@ def plot_loss_curve(metrics_log: str | os.PathLike[str], png: str | os.PathLike[
     return out
 
 
+def _rescale_io(net: torch.nn.Module, factor: float) -> None:
+    """Scale the first convolution by ``factor`` and the last one by ``1 / factor``."""
+    with torch.no_grad():
+        net.conv_first.weight.mul_(factor)  # type: ignore[union-attr]
+        net.conv_last.weight.div_(factor)  # type: ignore[union-attr]
+        net.conv_last.bias.div_(factor)  # type: ignore[union-attr]
+
+
 def train(
     config: TrainConfig,
     run_dir: str | os.PathLike[str],
@@ -444,10 +493,12 @@ def train(
         )
     src_kwargs = dict(stretch=config.stretch, p_extended=config.p_extended, p_agn=config.p_agn,
                       p_points=config.p_points, exposure_channel=config.exposure_channel,
-                      output_clamp_ratio=config.output_clamp_ratio)
+                      output_clamp_ratio=config.output_clamp_ratio, clamp=config.clamp)
     train_src = PairSource(ts, "train", crop=config.crop, **src_kwargs)
     val_src = PairSource(ts, "val", crop=config.val_crop, **src_kwargs)
     loss_fn = loss_from_config(config.loss)
+    if config.stretch == "hdr":
+        loss_fn = dataclasses.replace(loss_fn, linear_gain=HDR_GAIN)
 
     net = _build(config).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, betas=(0.9, 0.999))
@@ -480,6 +531,10 @@ def train(
                                                         f"{exc}") from exc
             logger.info("fine-tuning from %s%s", init_weights,
                         f" (grown by {added} RRDB(s), same function)" if added else "")
+            rescale = config.init_rescale_value()
+            if rescale is not None:
+                _rescale_io(net, rescale)
+                logger.info("input scaled by 1/%.4g, output by 1/%.4g", rescale, rescale)
         log_path.write_text("")
     cfg_dump = asdict(config)
     (run / "config.yaml").write_text(yaml.safe_dump(cfg_dump, sort_keys=False))
@@ -594,7 +649,7 @@ def export_weights(
         "input_exposure_s": float(ts.input_exposure_s),
         "target_exposure_s": float(ts.target_exposure_s),
         "stretch": cfg.stretch,
-        "clamp": "constant",
+        "clamp": str(ClampSpec.parse(cfg.clamp)),
     }
     if cfg.output_clamp_ratio is not None:
         config["output_clamp_ratio"] = float(cfg.output_clamp_ratio)
