@@ -132,3 +132,63 @@ def test_exported_weights_record_the_trained_clamp(sr_set, tmp_path, clamp, stre
     export_weights(tmp_path / "run", tmp_path / "w.pt", name="tiny-sr", card={})
     m = load_model(tmp_path / "w.pt")
     assert m.config["clamp"] == clamp and m.stretch == stretch
+
+
+@pytest.fixture(scope="module")
+def dn_expected_set(tmp_path_factory):
+    from xsa_enhance.simulate.training import write_training_set
+
+    path = tmp_path_factory.mktemp("sets") / "dn.zarr"
+    write_training_set(str(path), kind="dn", n=10, seed=22, target_noise="none")
+    return str(path)
+
+
+@pytest.mark.parametrize("clamp", ["constant", "quantile:0.999"])
+def test_brightness_augmentation_redraws_inputs_of_a_brighter_sky(dn_expected_set, clamp):
+    ts = open_pairs(dn_expected_set)
+    src = PairSource(ts, "train", crop=None, clamp=clamp,
+                     brightness={"extended": (1.0, 20.0, 20.0)}, p_extended=1.0, p_agn=0.0)
+    combo, pos = src.draw(np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    inp, tgt, mask, _v = src._counts_and_value(combo, pos, scales={"extended": 20.0}, rng=rng)
+    comp = ts.component("extended", "train")
+    t_ext = np.asarray(comp.target[combo["extended"]], dtype=np.float64)
+    t_bkg = np.asarray(ts.component("background", "train").target[combo["background"]])
+    i_bkg = np.asarray(ts.component("background", "train").input[combo["background"]])
+    # the target is 20x the stored expectation (plus the unscaled background)
+    np.testing.assert_allclose(tgt, 20 * t_ext + t_bkg, rtol=1e-6)
+    # the input is a Poisson draw of 20 x the 20 ks expectation: mean and variance agree
+    drawn = inp - i_bkg
+    lam = 20 * t_ext * ts.input_exposure_s / ts.target_exposure_s
+    assert drawn.sum() == pytest.approx(lam.sum(), rel=0.01)
+    bright = lam > 50
+    z = (drawn[bright] - lam[bright]) / np.sqrt(lam[bright])
+    assert abs(z.mean()) < 0.1 and 0.9 < z.std() < 1.1
+    # without the augmentation, no extra random draws: the old stream is unchanged
+    plain = PairSource(ts, "train", crop=32)
+    a = next(plain.iterate(3, batch_size=2))
+    b = next(PairSource(ts, "train", crop=32).iterate(3, batch_size=2))
+    assert torch.equal(a[0], b[0])
+
+
+def test_brightness_augmentation_refuses_sets_it_cannot_redraw(sr_set):
+    with pytest.raises(ConfigError, match="expected targets"):
+        PairSource(open_pairs(sr_set), "train", crop=32, brightness={"extended": (0.5, 1, 30)})
+
+
+def test_points_rate_range_sets_the_brightness_of_the_points_component(tmp_path):
+    import zarr
+
+    from xsa_enhance.simulate.training import write_training_set
+
+    path = tmp_path / "bright.zarr"
+    write_training_set(str(path), kind="dn", n=10, seed=5, components=("background", "points"),
+                       points_rate_range=(0.2, 0.2))
+    root = zarr.open_group(str(path), mode="r")
+    assert root.attrs["points_rate_range"] == [0.2, 0.2]
+    samples = root["train/points"].attrs["samples"]
+    for s in samples:
+        assert s["total_rate"] == pytest.approx(0.2 * s["n_sources"])
+    with pytest.raises(ConfigError, match="points_rate_range"):
+        write_training_set(str(tmp_path / "bad.zarr"), kind="dn", n=10, seed=5,
+                           points_rate_range=(0.0, 1.0))

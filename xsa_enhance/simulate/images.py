@@ -104,6 +104,9 @@ class ImageConfig:
         Input PSF; the target PSF is it scaled by ``1 / factor``.
     target_noise : {"poisson", "none"}
         Poisson-sampled target counts, or the expected counts.
+    points_rate_range : tuple of float
+        On-axis count-rate range (counts/s) of the ``points`` component (default
+        :data:`POINTS_RATE_RANGE`).
     """
 
     kind: str
@@ -113,6 +116,7 @@ class ImageConfig:
     target_background: bool
     psf: KingPSF = PSF_HANDBOOK
     target_noise: str = "poisson"
+    points_rate_range: tuple[float, float] = POINTS_RATE_RANGE
 
     @property
     def target_grid(self) -> DetGrid:
@@ -288,7 +292,7 @@ def simulate_component(
     """
     if component == "points":
         n = int(rng.poisson(POINTS_PER_FIELD))
-        lo, hi = POINTS_RATE_RANGE
+        lo, hi = config.points_rate_range
         rate = np.exp(rng.uniform(np.log(lo), np.log(hi), n))
         detx = rng.uniform(GRID_1X.x_edges[0], GRID_1X.x_edges[-1], n)
         dety = rng.uniform(GRID_1X.y_edges[0], GRID_1X.y_edges[-1], n)

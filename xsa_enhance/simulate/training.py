@@ -26,6 +26,7 @@ regenerated alone.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import warnings
@@ -116,6 +117,7 @@ def write_training_set(
     workers: int = 1,
     components: tuple[str, ...] = COMPONENTS,
     target_noise: str = "poisson",
+    points_rate_range: tuple[float, float] | None = None,
 ) -> Path:
     """Simulate ``n`` samples of each component and write them to a Zarr store.
 
@@ -146,6 +148,10 @@ def write_training_set(
     target_noise : {"poisson", "none"}
         Poisson-sampled targets (the paper) or the expected counts (noiseless). Inputs are
         identical either way for the same seed.
+    points_rate_range : tuple of float, optional
+        On-axis count-rate range (counts/s) of the ``points`` component (default
+        :data:`~xsa_enhance.simulate.images.POINTS_RATE_RANGE`, 10-1,000 counts in 20 ks);
+        recorded in the store's attributes.
 
     Returns
     -------
@@ -167,6 +173,11 @@ def write_training_set(
     if occupied and not overwrite:
         raise InputFileError(path, "already exists (use overwrite to replace it)")
     config = config_for_kind(kind, psf=psf, target_noise=target_noise)
+    if points_rate_range is not None:
+        lo, hi = (float(v) for v in points_rate_range)
+        if not (0 < lo <= hi):
+            raise ConfigError(f"points_rate_range must be 0 < low <= high, got {points_rate_range}")
+        config = dataclasses.replace(config, points_rate_range=(lo, hi))
     tgrid = config.target_grid
     root = zarr.open_group(str(path), mode="w")
     root.attrs.update(
@@ -185,6 +196,7 @@ def write_training_set(
             "splits": sizes,
             "components": list(components),
             "target_noise": target_noise,
+            "points_rate_range": list(config.points_rate_range),
             "psf": psf.name,
             "psf_scale_target": 1.0 / config.factor,
             "target_background": config.target_background,

@@ -153,6 +153,14 @@ class PairSource:
         Clamp mode the model is trained for (``constant``, ``quantile:q``, ``none``); for
         ``constant``, ``clamp_input`` / ``clamp_target`` apply, for the others the input value
         comes from each sample (see the module documentation).
+    brightness : mapping of str to (p, low, high), optional
+        Brightness augmentation (de-noising sets with expected targets only): with
+        probability ``p`` a component's expected counts are multiplied by a factor drawn
+        log-uniformly in ``[low, high]`` and its input is drawn anew, ``Poisson(factor *
+        target * input_exposure / target_exposure)`` (DN inputs and targets share one blurred
+        image, so this is exactly the input of a brighter sky). E.g. ``{"extended": (0.5, 1,
+        30), "background": (0.5, 0.7, 4)}``: clusters as bright as real cluster cores and the
+        range of real backgrounds, beyond the simulator's paper-style 5-50 mean backgrounds.
     """
 
     def __init__(
@@ -171,10 +179,24 @@ class PairSource:
         exposure_channel: bool = False,
         min_mask_fraction: float = 0.5,
         clamp: str = "constant",
+        brightness: dict[str, tuple[float, float, float]] | None = None,
     ) -> None:
         self.ts = training_set
         self.clamp = ClampSpec.parse(clamp)
         self.ratio = output_clamp_ratio_of(int(training_set.factor), output_clamp_ratio)
+        self.brightness = {str(k): tuple(float(x) for x in v) for k, v in (brightness or {}).items()}
+        if self.brightness:
+            if int(training_set.factor) != 1 or getattr(training_set, "target_noise", "") != "none":
+                raise ConfigError(
+                    "brightness augmentation needs a de-noising set with expected targets "
+                    f"(`--target-noise none`); {getattr(training_set, 'path', 'the set')} is "
+                    f"kind {training_set.kind!r} with target noise "
+                    f"{getattr(training_set, 'target_noise', '?')!r}")
+            for name, v in self.brightness.items():
+                if name not in COMPONENTS or len(v) != 3 or not (0 <= v[0] <= 1) or not (
+                        0 < v[1] <= v[2]):
+                    raise ConfigError(f"brightness[{name!r}] must be (p, low, high) with a known "
+                                      f"component, 0 <= p <= 1 and 0 < low <= high; got {v!r}")
         self.split = split
         self.factor = int(training_set.factor)
         self.crop = crop
@@ -256,9 +278,11 @@ class PairSource:
         return inp, tgt, mask
 
     def _counts_and_value(
-        self, combo: dict[str, int | None], pos: tuple[int, int]
+        self, combo: dict[str, int | None], pos: tuple[int, int], *,
+        scales: dict[str, float] | None = None, rng: np.random.Generator | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """:meth:`counts` plus the sample's input clamp value (counts/s/pixel)."""
+        scales = scales or {}
         y0, x0 = pos
         f = self.factor
         if self.crop is None:
@@ -277,14 +301,28 @@ class PairSource:
             if idx is None:
                 continue
             comp = self.comps[name]
-            if self.clamp.mode == "quantile":
+            k = scales.get(name)
+            if k is not None:
+                assert rng is not None
+                # a brighter sky: redraw the input from the expected counts (DN: same grid)
+                ratio = self.in_exp / self.out_exp
+                if self.clamp.mode == "quantile":  # the frame's quantile needs the frame
+                    tfull = np.asarray(comp.target[idx], dtype=np.float64) * k
+                    whole = rng.poisson(tfull * ratio).astype(np.float64)
+                    full = whole if full is None else full + whole
+                    a, b = whole[sl_in], tfull[sl_out]
+                else:
+                    b = np.asarray(comp.target[(idx, *sl_out)], dtype=np.float64) * k
+                    a = rng.poisson(b * ratio).astype(np.float64)
+            elif self.clamp.mode == "quantile":
                 # the chunks are whole frames, so reading the frame costs no more than the crop
                 whole = np.asarray(comp.input[idx], dtype=np.float64)
                 full = whole if full is None else full + whole
                 a = whole[sl_in]
+                b = np.asarray(comp.target[(idx, *sl_out)], dtype=np.float64)
             else:
                 a = np.asarray(comp.input[(idx, *sl_in)], dtype=np.float64)
-            b = np.asarray(comp.target[(idx, *sl_out)], dtype=np.float64)
+                b = np.asarray(comp.target[(idx, *sl_out)], dtype=np.float64)
             inp = a if inp is None else inp + a
             tgt = b if tgt is None else tgt + b
         assert inp is not None and tgt is not None
@@ -302,11 +340,23 @@ class PairSource:
     def sample(self, rng: np.random.Generator) -> Sample:
         """One normalised sample."""
         combo, pos = self.draw(rng)
-        return self.make(combo, pos)
+        if not self.brightness:  # no extra draws: the streams of older runs stay the same
+            return self.make(combo, pos)
+        scales = {}
+        for name, (p, low, high) in self.brightness.items():
+            if combo.get(name) is not None and rng.random() < p:
+                scales[name] = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        return self.make(combo, pos, scales=scales, rng=rng)
 
-    def make(self, combo: dict[str, int | None], pos: tuple[int, int]) -> Sample:
-        """The normalised sample of a given combination and crop position."""
-        inp, tgt, mask, value = self._counts_and_value(combo, pos)
+    def make(self, combo: dict[str, int | None], pos: tuple[int, int], *,
+             scales: dict[str, float] | None = None,
+             rng: np.random.Generator | None = None) -> Sample:
+        """The normalised sample of a given combination and crop position.
+
+        ``scales`` (component -> brightness factor, see ``brightness``) redraws those
+        components' inputs with ``rng``.
+        """
+        inp, tgt, mask, value = self._counts_and_value(combo, pos, scales=scales, rng=rng)
         if self.clamp.mode == "constant":
             v_in, v_out = self.clamp_input, self.clamp_target
         else:

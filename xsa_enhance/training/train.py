@@ -117,6 +117,9 @@ class TrainConfig:
         The clamp mode the model is trained for and recorded in its weights (``constant``,
         ``quantile:q``, ``none``; see :class:`~xsa_enhance.training.data.PairSource`). The
         ``none`` mode goes with the ``hdr`` stretch.
+    brightness : mapping or None
+        Brightness augmentation of de-noising sets with expected targets, component ->
+        ``[p, low, high]`` (see :class:`~xsa_enhance.training.data.PairSource`).
     init_rescale : float, "hdr" or None
         When fine-tuning (``init_weights``), multiply the first convolution by this factor and
         divide the last one by it, so that the network computes on inputs scaled by ``1 /
@@ -152,6 +155,7 @@ class TrainConfig:
     grad_clip: float | None = None
     clamp: str = "constant"
     init_rescale: float | str | None = None
+    brightness: dict[str, list[float]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def init_rescale_value(self) -> float | None:
@@ -493,7 +497,8 @@ def train(
         )
     src_kwargs = dict(stretch=config.stretch, p_extended=config.p_extended, p_agn=config.p_agn,
                       p_points=config.p_points, exposure_channel=config.exposure_channel,
-                      output_clamp_ratio=config.output_clamp_ratio, clamp=config.clamp)
+                      output_clamp_ratio=config.output_clamp_ratio, clamp=config.clamp,
+                      brightness={k: tuple(v) for k, v in (config.brightness or {}).items()})
     train_src = PairSource(ts, "train", crop=config.crop, **src_kwargs)
     val_src = PairSource(ts, "val", crop=config.val_crop, **src_kwargs)
     loss_fn = loss_from_config(config.loss)
