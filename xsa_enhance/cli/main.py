@@ -53,11 +53,17 @@ from xsa_enhance.cli.events import image as _events_image, slice_cmd as _events_
 
 main.add_command(_events_image)
 main.add_command(_events_slice)
-from xsa_enhance.cli.training import evaluate_cmd, psf_test_cmd, train_cmd  # noqa: E402
+from xsa_enhance.cli.training import (  # noqa: E402
+    evaluate_cmd,
+    flux_test_cmd,
+    psf_test_cmd,
+    train_cmd,
+)
 
 main.add_command(train_cmd)
 main.add_command(evaluate_cmd)
 main.add_command(psf_test_cmd)
+main.add_command(flux_test_cmd)
 from xsa_enhance.cli.archive import archive_group, harvest_cmd  # noqa: E402
 
 main.add_command(archive_group)

@@ -10,7 +10,7 @@ import click
 
 from xsa_enhance.cli.common import UserError
 
-__all__ = ["train_cmd", "evaluate_cmd", "psf_test_cmd"]
+__all__ = ["train_cmd", "evaluate_cmd", "psf_test_cmd", "flux_test_cmd"]
 
 logger = logging.getLogger(__name__)
 
@@ -196,4 +196,24 @@ def psf_test_cmd(model_name: str, out_dir: str, clamps: tuple[str, ...], seed: i
 
     res = run_psf_test(model_name, out_dir, clamps=clamps or None, seed=seed,
                        allow_clamp_mismatch=allow_clamp_mismatch)
+    click.echo(json.dumps(res.summary()))
+
+
+@click.command("flux-test")
+@click.option("--model", "model_name", required=True,
+              help="Registered SR or DN model (an alias runs each clamp's matched weights).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--clamp", "clamps", multiple=True,
+              help="Clamp modes to test (repeatable; default: the one the weights are trained "
+                   "for).")
+@click.option("--allow-clamp-mismatch", is_flag=True,
+              help="Run explicit weights with clamp modes they were not trained for.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def flux_test_cmd(model_name: str, out_dir: str, clamps: tuple[str, ...], seed: int,
+                  allow_clamp_mismatch: bool) -> None:
+    """Bright-source flux test: 300-8,000-count point sources, output / truth flux."""
+    from xsa_enhance.training.flux_test import run_flux_test
+
+    res = run_flux_test(model_name, out_dir, clamps=clamps or None, seed=seed,
+                        allow_clamp_mismatch=allow_clamp_mismatch)
     click.echo(json.dumps(res.summary()))
