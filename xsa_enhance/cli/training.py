@@ -94,12 +94,16 @@ def train_cmd(kind: str, config_path: str | None, preset: str | None, train_set:
               help="--real: most prominent peaks checked per method and observation.")
 @click.option("--empty-field/--no-empty-field", default=True, show_default=True,
               help="--real: also run the simulated empty-field check.")
+@click.option("--uncertainty", "uncertainty_samples", type=int, default=0, show_default=True,
+              help="--real: also score the peaks with the per-pixel uncertainty from this many "
+                   "resamples and report how well it separates confirmed peaks (ROC AUC, "
+                   "OUT/uncertainty/); 0: skip.")
 @click.option("--psf-test/--no-psf-test", default=False,
               help="Also run the PSF and deblending tests (SR models) into OUT/psf.")
 def evaluate_cmd(model_names: tuple[str, ...], test_set: str | None, real_dir: str | None,
                  out_dir: str, split: str, n_images: int, seed: int, clamps: tuple[str, ...],
                  obsids: tuple[str, ...], n_peaks: int, empty_field: bool,
-                 psf_test: bool) -> None:
+                 uncertainty_samples: int, psf_test: bool) -> None:
     """Score models against their input, classical methods and the reference work.
 
     Without --real: simulated test images (--test-set). With --real DIR: real 20 ks images
@@ -109,7 +113,20 @@ def evaluate_cmd(model_names: tuple[str, ...], test_set: str | None, real_dir: s
         if test_set is not None:
             raise UserError("give either --test-set (simulated) or --real DIR, not both")
         _evaluate_real(model_names, real_dir, out_dir, clamps, obsids, n_peaks, empty_field)
+        if uncertainty_samples > 0:
+            from xsa_enhance.training.real_uncertainty import uncertainty_roc
+            from xsa_enhance.training.real_eval import DEFAULT_CLAMPS
+
+            rep = uncertainty_roc(real_dir, [(m, c) for m in dict.fromkeys(model_names)
+                                             for c in dict.fromkeys(clamps or DEFAULT_CLAMPS)],
+                                  Path(out_dir) / "uncertainty", obsids=obsids or None,
+                                  n_peaks=n_peaks, n_samples=uncertainty_samples,
+                                  empty_field=empty_field,
+                                  progress=lambda t: click.echo(f"uncertainty: {t}", err=True))
+            click.echo(json.dumps({"uncertainty_roc": rep["methods"]}, default=str))
         return
+    if uncertainty_samples:
+        raise UserError("--uncertainty needs --real")
     if test_set is None:
         raise UserError("missing option --test-set (or give --real DIR for real data)")
     if len(model_names) > 1:
