@@ -149,6 +149,94 @@ def test_user_errors_are_one_line(tmp_path, weights, monkeypatch, case, needle):
     assert len([ln for ln in res.output.splitlines() if ln.startswith("error:")]) == 1
 
 
+@pytest.mark.parametrize("kind,method", [("sr", "poisson-bootstrap"), ("dn", "poisson-model")])
+def test_enhance_uncertainty_extension_and_significance_panel(tmp_path, weights, kind, method):
+    from xsa_enhance.models.registry import load_model
+    from xsa_enhance.models.uncertainty import estimate_uncertainty
+
+    path, sha = weights[kind]
+    counts, mask, _ = _image(tmp_path / "in.fits")
+    runner = CliRunner()
+    base = ["enhance", str(tmp_path / "in.fits"), "--model", str(path)]
+    res = runner.invoke(main, base + ["--out", str(tmp_path / "plain.fits"),
+                                      "--png", str(tmp_path / "plain.png")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, base + ["--uncertainty", "--uncertainty-samples", "3",
+                                      "--out", str(tmp_path / "u.fits"),
+                                      "--png", str(tmp_path / "u.png")])
+    assert res.exit_code == 0, res.output
+    assert f"uncertainty: {method} x3" in res.output
+    with fits.open(tmp_path / "u.fits") as hdul:
+        assert [h.name for h in hdul] == ["PRIMARY", "MASK", "RESTORED", "UNCERTAINTY"]
+        h0, hu = hdul[0].header, hdul["UNCERTAINTY"].header
+        data, sigma = hdul[0].data, hdul["UNCERTAINTY"].data
+        out_mask = hdul["MASK"].data.astype(bool)
+    with fits.open(tmp_path / "plain.fits") as hdul:
+        assert "UNCERTAINTY" not in hdul and hdul[0].header["XSAUNC"] is False
+        plain = hdul[0].data
+    # same shape, units, exposure and WCS as the primary image
+    assert sigma.shape == data.shape == ((822, 806) if kind == "sr" else (411, 403))
+    assert hu["BITPIX"] == -32 and h0["XSAUNC"] is True
+    assert hu["BUNIT"] == h0["BUNIT"] == "count" and hu["EXPOSURE"] == h0["EXPOSURE"]
+    w0, wu = WCS(h0), WCS(hu)
+    np.testing.assert_allclose(wu.wcs.crpix, w0.wcs.crpix)
+    np.testing.assert_allclose(wu.wcs.crval, w0.wcs.crval)
+    np.testing.assert_allclose(wu.pixel_scale_matrix, w0.pixel_scale_matrix)
+    assert (hu["UNCMETH"], hu["UNCNSAMP"], hu["UNCSEED"]) == (method, 3, 0)
+    assert hu["UNCCAL"].startswith("none")  # no shipped table for these tiny weights
+    # sigma: >= 0, zero outside the mask, the library's estimate bit for bit
+    assert np.all(sigma >= 0) and np.all(sigma[~out_mask] == 0) and sigma[out_mask].max() > 0
+    model = load_model(str(path))
+    ref = estimate_uncertainty(counts.astype(float), 20_000.0, mask.astype(float), model,
+                               n_samples=3, seed=0)
+    np.testing.assert_array_equal(sigma, ref.sigma)
+    np.testing.assert_allclose(data, plain, rtol=1e-5, atol=1e-6)
+    # the PNG gains a third panel (same height, 3/2 of the width)
+    two, three = plt_read(tmp_path / "plain.png"), plt_read(tmp_path / "u.png")
+    assert three.shape[0] == two.shape[0]
+    assert three.shape[1] / two.shape[1] == pytest.approx(1.5, rel=0.01)
+
+
+def test_enhance_uncertainty_axes_and_library_field(tmp_path, weights, monkeypatch):
+    """The --png figure has 3 image panels and 2 colour bars; enhance(uncertainty=True)
+    returns the EnhancedImage with .uncertainty and its provenance."""
+    import matplotlib.pyplot as plt
+
+    from xsa_enhance.cli import models as cli_models
+    from xsa_enhance.models.inference import enhance
+    from xsa_enhance.models.registry import load_model
+
+    counts, mask, _ = _image(tmp_path / "in.fits")
+    model = load_model(str(weights["dn"][0]))
+    out = enhance(counts, 20_000.0, mask, model, uncertainty=True, uncertainty_samples=2)
+    assert out.uncertainty.shape == out.counts.shape and out.uncertainty.dtype == np.float32
+    assert out.attrs["uncertainty_n_samples"] == 2
+    assert out.attrs["uncertainty_method"] == "poisson-model"
+    z = out.significance()
+    assert z.shape == out.counts.shape and np.all(z[~out.mask] == 0)
+    assert enhance(counts, 20_000.0, mask, model).uncertainty is None
+    with pytest.raises(ValueError, match="n_samples must be >= 2"):
+        enhance(counts, 20_000.0, mask, model, uncertainty=True, uncertainty_samples=1)
+
+    figs = []
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: figs.append(fig))
+    cli_models.write_comparison_png(tmp_path / "x.png", counts, 20_000.0, out)
+    monkeypatch.setattr(plt, "close", real_close)
+    (fig,) = figs
+    images = [ax for ax in fig.axes if ax.images]
+    assert len(images) == 3 and len(fig.axes) == 5  # 3 image panels + 2 colour bars
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any(t.startswith("output / uncertainty") for t in titles)
+    real_close(fig)
+
+    res = CliRunner().invoke(main, ["enhance", str(tmp_path / "in.fits"), "--model",
+                                    str(weights["dn"][0]), "--uncertainty",
+                                    "--uncertainty-samples", "1",
+                                    "--out", str(tmp_path / "o.fits")])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+
+
 def test_model_export_onnx(tmp_path, weights):
     res = CliRunner().invoke(main, ["model", "export-onnx", str(weights["sr"][0]),
                                     "--out", str(tmp_path / "m.onnx")])

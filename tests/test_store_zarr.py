@@ -95,6 +95,62 @@ def test_incomplete_group_is_not_readable_and_is_an_orphan(tmp_path):
     assert store.list_products("0000000001", rows[0]["slice_id"]) == []
 
 
+def test_product_uncertainty_is_part_of_the_group_and_a_kill_leaves_an_orphan(
+        tmp_path, monkeypatch):
+    store = ProductStore(tmp_path / "s.zarr")
+    rows = _write_obs(store, "0000000001")
+    sid = rows[0]["slice_id"]
+    rng = np.random.default_rng(4)
+    counts = rng.random((822, 806)).astype(np.float32)
+    sigma = (0.1 * rng.random((822, 806))).astype(np.float32)
+    mask = np.ones((822, 806), bool)
+    path = store.write_product("0000000001", sid, model="m", clamp="constant", counts=counts,
+                               mask=mask, attrs={"uncertainty_n_samples": 4},
+                               uncertainty=sigma)
+    prod = store.read_product("0000000001", sid, "m", "constant")
+    np.testing.assert_array_equal(prod.uncertainty, sigma)
+    assert prod.attrs["uncertainty"] is True and prod.attrs["complete"] is True
+    arr = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")[f"{path}/uncertainty"]
+    assert arr.dtype == np.float32 and arr.shape == counts.shape
+    assert all(s >= n for s, n in zip(arr.shards, arr.shape))  # one shard: owned whole
+    # without: no array, attribute False
+    store.write_product("0000000001", rows[1]["slice_id"], model="m", clamp="constant",
+                        counts=counts, mask=mask, attrs={})
+    plain = store.read_product("0000000001", rows[1]["slice_id"], "m", "constant")
+    assert plain.uncertainty is None and plain.attrs["uncertainty"] is False
+    with pytest.raises(ValueError, match="uncertainty .* differ in shape"):
+        store.write_product("0000000001", sid, model="m2", clamp="constant", counts=counts,
+                            mask=mask, attrs={}, uncertainty=sigma[:-1])
+    store.commit({"slices": rows, "observations": [_row("observations", obsid="0000000001")],
+                  "products": [_row("products", obsid="0000000001", slice_id=r["slice_id"],
+                                    model="m", clamp_mode="constant", uncertainty_samples=n,
+                                    store_path=store.product_path("0000000001", r["slice_id"],
+                                                                  "m", "constant"))
+                               for r, n in zip(rows, (4, 0))]}, run_id="r")
+    assert store.find_orphans() == []
+
+    # a task killed while writing the uncertainty: the group is never marked complete
+    real = zarr.Group.create_array
+
+    def killed(self, name, *args, **kwargs):
+        if name == "uncertainty":
+            raise KeyboardInterrupt("killed")
+        return real(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zarr.Group, "create_array", killed)
+    with pytest.raises(KeyboardInterrupt):
+        store.write_product("0000000001", sid, model="m3", clamp="constant", counts=counts,
+                            mask=mask, attrs={}, uncertainty=sigma)
+    monkeypatch.setattr(zarr.Group, "create_array", real)
+    with pytest.raises(InputFileError, match="no complete product"):
+        store.read_product("0000000001", sid, "m3", "constant")
+    killed_path = store.product_path("0000000001", sid, "m3", "constant")
+    assert store.find_orphans() == [killed_path]
+    # a complete group announcing an uncertainty it lacks is not whole either
+    del store.root[path]["uncertainty"]
+    assert sorted(store.find_orphans()) == sorted([path, killed_path])
+
+
 def test_commit_is_atomic_across_catalogs_and_deduplicates(tmp_path):
     url = tmp_path / "s.zarr"
     store = ProductStore(url)

@@ -24,7 +24,7 @@ _DEMO_FALLBACK: dict[str, Any] = {
     "selection": {"min_duration_ks": 20},
     "events": {"slice_lengths_ks": "all", "include_full": True},
     "enhance": {"models": list(_PREFERRED), "clamps": ["constant", "quantile:0.9999"],
-                "slice_lengths_ks": [20], "torch_threads": 1},
+                "slice_lengths_ks": [20], "torch_threads": 1, "uncertainty_samples": 2},
     "executor": {"kind": "local", "workers": 2, "threads_per_worker": 1, "memory_limit": "3GiB"},
 }
 

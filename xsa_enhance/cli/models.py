@@ -13,7 +13,8 @@ import numpy as np
 from xsa_enhance.cli.common import UserError
 from xsa_enhance.errors import InputFileError
 
-__all__ = ["enhance_cmd", "model", "read_counts_fits", "write_enhanced_fits", "write_comparison_png"]
+__all__ = ["enhance_cmd", "model", "read_counts_fits", "write_enhanced_fits", "write_comparison_png",
+           "draw_significance"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +133,10 @@ def write_enhanced_fits(path: str | Path, result: Any, in_header: Any, *,
     """Write an :class:`~xsa_enhance.models.inference.EnhancedImage` as FITS.
 
     Primary HDU: enhanced counts (float32) with the provenance keywords and the scaled WCS;
-    extensions ``MASK`` (uint8) and ``RESTORED`` (uint8, pixels with restored flux).
+    extensions ``MASK`` (uint8) and ``RESTORED`` (uint8, pixels with restored flux); when
+    ``result.uncertainty`` is set, ``UNCERTAINTY`` (float32, the 1-sigma uncertainty of the
+    counts: same shape, units and WCS as the primary image, with the method, samples, seed
+    and calibration in its header).
     """
     from astropy.io import fits
 
@@ -166,13 +170,31 @@ def write_enhanced_fits(path: str | Path, result: Any, in_header: Any, *,
     hdr["XSAWCS"] = wcs_note[:68]
     hdr["XSASHA"] = str(a["weights_sha256"])
     hdr["COMMENT"] = a["caveats"]
+    sigma = getattr(result, "uncertainty", None)
+    hdr["XSAUNC"] = (sigma is not None, "UNCERTAINTY extension (1-sigma) present")
     primary = fits.PrimaryHDU(result.counts.astype(np.float32), header=hdr)
     mask = fits.ImageHDU(result.mask.astype(np.uint8), name="MASK")
     restored = fits.ImageHDU(result.restored.astype(np.uint8), name="RESTORED")
+    hdus = [primary, mask, restored]
+    if sigma is not None:
+        from xsa_enhance.store.export import uncertainty_hdu
+
+        hdus.append(uncertainty_hdu(sigma, a, wcs_hdr, exposure_s=float(result.exposure_s)))
     try:
-        fits.HDUList([primary, mask, restored]).writeto(path, overwrite=overwrite)
+        fits.HDUList(hdus).writeto(path, overwrite=overwrite)
     except OSError as exc:
         raise InputFileError(path, f"cannot write output: {exc}") from exc
+
+
+def draw_significance(ax: Any, significance: np.ndarray, mask: np.ndarray | None = None,
+                      *, vmax: float = 10.0) -> Any:
+    """Show ``output / sigma`` on ``ax`` (0 to ``vmax``, 3 sigma marked on the colour bar
+    by the caller); pixels outside ``mask`` are blank. Returns the image artist."""
+    z = np.asarray(significance, dtype=np.float64)
+    if mask is not None:
+        z = np.where(np.asarray(mask, dtype=bool), z, np.nan)
+    return ax.imshow(z, origin="lower", cmap="viridis", vmin=0.0, vmax=vmax,
+                     interpolation="nearest")
 
 
 def write_comparison_png(path: str | Path, counts_in: np.ndarray, exposure_in: float,
@@ -180,7 +202,9 @@ def write_comparison_png(path: str | Path, counts_in: np.ndarray, exposure_in: f
     """Input and output side by side, as surface brightness with the same stretch and scale.
 
     Both images are shown in counts/s per input (4 arcsec) pixel area, scaled to [0, 1] by the
-    99.9th percentile of the input and stretched with ``stretch``.
+    99.9th percentile of the input and stretched with ``stretch``. When ``result.uncertainty``
+    is set, a third panel shows the significance ``output / uncertainty`` with its own colour
+    bar.
     """
     import matplotlib
 
@@ -199,7 +223,9 @@ def write_comparison_png(path: str | Path, counts_in: np.ndarray, exposure_in: f
     def show(img):
         return stretch_forward(np.clip(img / vmax, 0.0, 1.0), stretch)
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 6.2), constrained_layout=True)
+    sigma = getattr(result, "uncertainty", None)
+    n = 2 if sigma is None else 3
+    fig, axes = plt.subplots(1, n, figsize=(6 * n, 6.2), constrained_layout=True)
     axes[0].imshow(show(sb_in), origin="lower", cmap="inferno", vmin=0, vmax=1,
                    interpolation="nearest")
     axes[0].set_title(f"input ({exposure_in / 1000:.0f} ks, {sb_in.shape[1]}x{sb_in.shape[0]})")
@@ -210,8 +236,19 @@ def write_comparison_png(path: str | Path, counts_in: np.ndarray, exposure_in: f
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(im, ax=axes, shrink=0.8,
+    fig.colorbar(im, ax=axes[:2], shrink=0.8,
                  label=f"{stretch}(rate / {vmax:.3g} counts/s per 4\" pixel)")
+    if sigma is not None:
+        from xsa_enhance.models.uncertainty import significance_map
+
+        zmap = significance_map(result.counts, sigma)
+        zim = draw_significance(axes[2], zmap, result.mask)
+        a = result.attrs
+        axes[2].set_title(f"output / uncertainty ({a.get('uncertainty_method', '')}, "
+                          f"{a.get('uncertainty_n_samples', '?')} samples)")
+        cb = fig.colorbar(zim, ax=axes[2], shrink=0.8, extend="max",
+                          label="significance (output / 1-sigma)")
+        cb.ax.axhline(3.0, color="w", lw=1.5)
     if title:
         fig.suptitle(title)
     fig.savefig(path, dpi=100)
@@ -243,15 +280,22 @@ def write_comparison_png(path: str | Path, counts_in: np.ndarray, exposure_in: f
 @click.option("--device", default=None, help="torch device (cpu, cuda, cuda:1...).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               default="auto", show_default=True)
+@click.option("--uncertainty", is_flag=True,
+              help="Also estimate the per-pixel 1-sigma uncertainty (the input's Poisson noise "
+                   "through the network; about N+1 times the cost): UNCERTAINTY extension in "
+                   "--out, significance panel in --png.")
+@click.option("--uncertainty-samples", "uncertainty_samples", type=click.IntRange(min=2),
+              default=8, show_default=True, help="Resamples of the input for --uncertainty.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 def enhance_cmd(image: str, model_name: str, clamp: str | None, allow_clamp_mismatch: bool,
                 stretch: str | None, out: str, png: str | None, onnx_path: str | None,
                 no_restore: bool, tile: int | None, device: str | None, precision: str,
-                overwrite: bool) -> None:
+                uncertainty: bool, uncertainty_samples: int, overwrite: bool) -> None:
     """Enhance a counts IMAGE (DET grid, EXPOSURE in its header) with an SR or DN model.
 
     An alias runs the newest weights trained for the --clamp mode; an explicit version or
     weight file trained for another mode is refused unless --allow-clamp-mismatch.
+    With --uncertainty the per-pixel 1-sigma uncertainty is written too (docs/uncertainty.md).
     """
     from xsa_enhance.models.inference import enhance
     from xsa_enhance.models.normalise import ClampSpec
@@ -273,7 +317,8 @@ def enhance_cmd(image: str, model_name: str, clamp: str | None, allow_clamp_mism
         result = enhance(counts, exposure_s, mask, model, clamp=spec, stretch=stretch,
                          restore=not no_restore, tile=tile,
                          precision=precision,  # type: ignore[arg-type]
-                         allow_clamp_mismatch=allow_clamp_mismatch)
+                         allow_clamp_mismatch=allow_clamp_mismatch, uncertainty=uncertainty,
+                         uncertainty_samples=uncertainty_samples)
     except ValueError as exc:
         raise UserError(f"{image}: {exc}") from exc
     write_enhanced_fits(out, result, header, overwrite=overwrite)
@@ -287,6 +332,12 @@ def enhance_cmd(image: str, model_name: str, clamp: str | None, allow_clamp_mism
                f"{a['clamp_value']:.4g}{mism}, stretch {a['stretch']}, "
                f"{result.counts.sum():.1f} counts for {result.exposure_s / 1000:.0f} ks, "
                f"restored {a['restored_pixels']} pixels")
+    if result.uncertainty is not None:
+        z = result.significance()[np.asarray(result.mask, dtype=bool)]
+        click.echo(f"  uncertainty: {a.get('uncertainty_method')} x"
+                   f"{a.get('uncertainty_n_samples')}, calibration "
+                   f"{a.get('uncertainty_calibration')}; median output/sigma "
+                   f"{float(np.median(z)) if z.size else float('nan'):.2f}")
 
 
 @click.group("model")

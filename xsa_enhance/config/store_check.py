@@ -42,6 +42,40 @@ def _relocate(issue: ValidationIssue, *, file: str, prefix: str = "") -> Validat
     return ValidationIssue(location, issue.message, file)
 
 
+def _check_uncertainty_arrays(store: Any, rows: list[dict[str, Any]],
+                              base: str) -> list[ValidationIssue]:
+    """Products whose row announces an uncertainty: the array exists, shaped as counts."""
+    issues: list[ValidationIssue] = []
+    for i, row in enumerate(rows):
+        try:
+            n = int(row.get("uncertainty_samples") or 0)
+        except (TypeError, ValueError):
+            continue  # the schema check reports it
+        if n <= 0:
+            continue
+        path = str(row.get("store_path", ""))
+        where = f"{base}/catalogs/products"
+        loc = f"$[{i}].uncertainty_samples"
+        try:
+            group = store.root[path]
+            counts_shape = tuple(group["counts"].shape)
+        except KeyError:
+            issues.append(ValidationIssue(loc, f"product group {path} (or its counts) missing",
+                                          where))
+            continue
+        if "uncertainty" not in group:
+            issues.append(ValidationIssue(
+                loc, f"{n} uncertainty samples but product {path} has no uncertainty array",
+                where))
+            continue
+        shape = tuple(group["uncertainty"].shape)
+        if shape != counts_shape:
+            issues.append(ValidationIssue(
+                loc, f"uncertainty array of {path} has shape {shape}, its counts "
+                     f"{counts_shape}", where))
+    return issues
+
+
 def validate_store(
     url: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
 ) -> list[ValidationIssue]:
@@ -51,7 +85,9 @@ def validate_store(
     issue's file is ``<store>/catalogs/<name>`` and its location ``$[row].column``); the
     attributes of every complete product group against
     ``schemas/product-attributes.schema.json`` (file: the group's path). Groups left
-    incomplete by an interrupted run are reported too (the next run removes them).
+    incomplete by an interrupted run are reported too (the next run removes them). A product
+    whose catalog row says it has an uncertainty (``uncertainty_samples > 0``) must hold an
+    ``uncertainty`` array of the shape of its ``counts``.
 
     Parameters
     ----------
@@ -83,9 +119,12 @@ def validate_store(
             logger.info("no schema %s: catalog %s not checked", schema, name)
             continue
         where = f"{base}/catalogs/{name}"
-        for i, row in enumerate(store.catalog(name).rows()):
+        rows = store.catalog(name).rows()
+        for i, row in enumerate(rows):
             for issue in validate_data(row, schema=schema):
                 issues.append(_relocate(issue, file=where, prefix=f"$[{i}]"))
+        if name == "products":
+            issues.extend(_check_uncertainty_arrays(store, rows, base))
 
     if PRODUCT_SCHEMA not in known:
         raise ConfigError(f"no {PRODUCT_SCHEMA} schema among {', '.join(known)}")

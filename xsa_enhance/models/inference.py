@@ -95,7 +95,12 @@ class EnhancedImage:
     attrs : dict
         Provenance: model, weights_sha256, clamp_mode, clamp_value, trained_clamp,
         clamp_mismatch, stretch, software_version, input_exposure_s, target_exposure_s,
-        restoration summary...
+        restoration summary... With an uncertainty also ``uncertainty_method``,
+        ``uncertainty_n_samples``, ``uncertainty_seed``, ``uncertainty_calibration``...
+    uncertainty : numpy.ndarray or None
+        Per-pixel 1-sigma uncertainty of ``counts`` (float32, same grid and units, 0 outside
+        the mask; :func:`~xsa_enhance.models.uncertainty.estimate_uncertainty`), or None when
+        not computed (``enhance(..., uncertainty=True)`` sets it).
     """
 
     counts: np.ndarray
@@ -104,6 +109,28 @@ class EnhancedImage:
     mask: np.ndarray
     restored: np.ndarray
     attrs: dict[str, Any] = field(default_factory=dict)
+    uncertainty: np.ndarray | None = None
+
+    def with_uncertainty(self, result: Any) -> "EnhancedImage":
+        """Attach an :class:`~xsa_enhance.models.uncertainty.UncertaintyResult` of these
+        counts: sets :attr:`uncertainty` to its sigma and adds its ``uncertainty_*``
+        provenance to :attr:`attrs`. Returns self."""
+        sigma = np.asarray(result.sigma, dtype=np.float32)
+        if sigma.shape != self.counts.shape:
+            raise ValueError(f"uncertainty shape {sigma.shape} differs from the output "
+                             f"shape {self.counts.shape}")
+        self.uncertainty = sigma
+        self.attrs.update({k: v for k, v in dict(result.attrs).items()
+                           if k.startswith("uncertainty_")})
+        return self
+
+    def significance(self) -> np.ndarray:
+        """``counts / uncertainty`` (float32, 0 where the uncertainty is 0)."""
+        if self.uncertainty is None:
+            raise ValueError("no uncertainty computed (enhance(..., uncertainty=True))")
+        from xsa_enhance.models.uncertainty import significance_map
+
+        return significance_map(self.counts, self.uncertainty)
 
     @property
     def rate(self) -> np.ndarray:
@@ -449,10 +476,15 @@ def enhance(
     device: str | torch.device | None = None,
     tile: int | None = None,
     overlap: int | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     precision: Precision = "auto",
     pad_mode: Literal["constant", "reflect"] = "constant",
     allow_clamp_mismatch: bool = False,
+    uncertainty: bool = False,
+    uncertainty_samples: int = 8,
+    uncertainty_seed: int | None = 0,
+    uncertainty_method: str = "auto",
+    uncertainty_calibration: Any = "auto",
 ) -> EnhancedImage:
     """Enhance one counts image with an SR or DN model.
 
@@ -468,17 +500,51 @@ def enhance(
     model : LoadedModel
         From :func:`~xsa_enhance.models.registry.load_model`.
     clamp, stretch, restore, device, tile, overlap, batch_size, precision, pad_mode
-        See :func:`enhance_batch` (``clamp`` defaults to the model's own).
+        See :func:`enhance_batch` (``clamp`` defaults to the model's own). ``batch_size``
+        defaults to 4; with ``uncertainty`` to 1 on CPU and 4 on a GPU.
     allow_clamp_mismatch : bool
         Run with a clamp of another family than the model's (see :func:`enhance_batch`).
+    uncertainty : bool
+        Also estimate the per-pixel 1-sigma uncertainty of the output
+        (:func:`~xsa_enhance.models.uncertainty.estimate_uncertainty`: the network run on
+        ``uncertainty_samples`` resamplings of the counts, in the same batch as the output;
+        about ``uncertainty_samples + 1`` times the cost) and return it as
+        ``result.uncertainty``, with its provenance in ``result.attrs``.
+    uncertainty_samples, uncertainty_seed, uncertainty_method, uncertainty_calibration
+        ``n_samples`` (>= 2), ``seed``, ``method`` and ``calibration`` of
+        :func:`~xsa_enhance.models.uncertainty.estimate_uncertainty`.
 
     Returns
     -------
     EnhancedImage
-        Counts on the model's output grid for its target exposure, masked, with provenance.
+        Counts on the model's output grid for its target exposure, masked, with provenance
+        (and ``uncertainty`` when asked for).
     """
-    return enhance_batch(
-        [counts], [exposure_s], [mask], model, clamp=clamp, stretch=stretch, restore=restore,
-        device=device, tile=tile, overlap=overlap, batch_size=batch_size, precision=precision,
-        pad_mode=pad_mode, allow_clamp_mismatch=allow_clamp_mismatch,
-    )[0]
+    kwargs: dict[str, Any] = dict(
+        clamp=clamp, stretch=stretch, restore=restore, device=device, tile=tile,
+        overlap=overlap, precision=precision, pad_mode=pad_mode,
+        allow_clamp_mismatch=allow_clamp_mismatch,
+    )
+    if not uncertainty:
+        return enhance_batch([counts], [exposure_s], [mask], model,
+                             batch_size=4 if batch_size is None else batch_size, **kwargs)[0]
+    # uncertainty.py imports this module: import it here, not at the top
+    from xsa_enhance.models.uncertainty import estimate_uncertainty
+
+    if batch_size is not None:
+        kwargs["batch_size"] = batch_size
+    # the checks of _prepare, before the counts are resampled
+    c = np.asarray(counts, dtype=np.float64)
+    if not (math.isfinite(float(exposure_s)) and float(exposure_s) > 0):
+        raise ImageError(f"exposure must be a positive number of seconds, got {exposure_s!r}")
+    if c.ndim == 2 and not np.all(np.isfinite(c)):
+        raise ImageError(f"counts contain {int(np.count_nonzero(~np.isfinite(c)))} non-finite "
+                         "(NaN/Inf) pixels")
+    if mask is not None and np.shape(mask) != c.shape:
+        raise ImageError(f"mask shape {np.shape(mask)} differs from the image shape {c.shape}")
+    result = estimate_uncertainty(
+        counts, exposure_s, mask, model, n_samples=int(uncertainty_samples),
+        method=uncertainty_method, seed=uncertainty_seed,
+        calibration=uncertainty_calibration, **kwargs,
+    )
+    return result.output.with_uncertainty(result)

@@ -112,6 +112,13 @@ class EnhanceSettings:
     allow_clamp_mismatch : bool
         Run explicit versions or weight files with clamp modes they were not trained for
         (refused otherwise; the products record ``clamp_mismatch``).
+    uncertainty : bool
+        Store a per-pixel 1-sigma ``uncertainty`` array next to every product
+        (:func:`~xsa_enhance.models.uncertainty.estimate_uncertainty`) and its summary
+        columns in the products catalog; ``False`` opts out.
+    uncertainty_samples : int
+        Resamples of the input per product (>= 2). A product then costs about
+        ``uncertainty_samples + 1`` enhancements (5x with the default 4).
     """
 
     models: tuple[str, ...] = ("xmm-superres", "xmm-denoise")
@@ -122,6 +129,8 @@ class EnhanceSettings:
     torch_threads: int = 1
     require_models: bool = False
     allow_clamp_mismatch: bool = False
+    uncertainty: bool = True
+    uncertainty_samples: int = 4
 
 
 @dataclass(frozen=True)

@@ -477,7 +477,8 @@ def _run_pipeline(
                 product_task, st.obsid, sid, kind="inference",
                 model_ref=m.ref, model_sha256=m.sha256, clamp=clamp, stretch=enh.stretch,
                 device=enh.device, torch_threads=enh.torch_threads,
-                allow_clamp_mismatch=m.clamp_mismatch, **common,
+                allow_clamp_mismatch=m.clamp_mismatch,
+                uncertainty_samples=enh.uncertainty_samples if enh.uncertainty else 0, **common,
             )
             pending[fut] = ("product", st.obsid)
             st.pending += 1

@@ -23,6 +23,7 @@ __all__ = [
     "harvest_stage",
     "events_stage",
     "enhance_stage",
+    "uncertainty_summary",
     "slice_id_of",
     "CAVEATS",
 ]
@@ -156,6 +157,7 @@ def enhance_stage(
     stretch: str | None = None,
     device: str | None = None,
     allow_clamp_mismatch: bool = False,
+    uncertainty_samples: int = 0,
 ) -> Any:
     """Run one model on one slice image.
 
@@ -178,6 +180,10 @@ def enhance_stage(
     allow_clamp_mismatch : bool
         Run even when ``clamp`` is of another family than the model was trained for (the
         driver decided; otherwise refused with a one-line error).
+    uncertainty_samples : int
+        0: no uncertainty; otherwise the resamples of the per-pixel uncertainty
+        (``out.uncertainty``; seed 0, so ``xsa-enhance enhance --uncertainty
+        --uncertainty-samples N`` on the same slice gives the same sigma).
 
     Returns
     -------
@@ -186,7 +192,47 @@ def enhance_stage(
     from xsa_enhance.models.inference import enhance
 
     t0 = time.perf_counter()
+    n = int(uncertainty_samples or 0)
     out = enhance(counts, exposure_s, mask, model, clamp=clamp, stretch=stretch, device=device,
-                  allow_clamp_mismatch=allow_clamp_mismatch)
+                  allow_clamp_mismatch=allow_clamp_mismatch, uncertainty=n > 0,
+                  uncertainty_samples=max(n, 2), uncertainty_seed=0)
     logger.debug("%s on a %.0f s image took %.2f s", model.name, exposure_s, time.perf_counter() - t0)
     return out
+
+
+def uncertainty_summary(counts: np.ndarray, sigma: np.ndarray | None,
+                        mask: np.ndarray) -> dict[str, float]:
+    """Summary columns of a product's uncertainty (products catalog).
+
+    Parameters
+    ----------
+    counts, sigma : numpy.ndarray
+        Enhanced counts and their 1-sigma uncertainty (same grid); ``sigma`` None: no
+        uncertainty (both values NaN).
+    mask : numpy.ndarray
+        Output-grid mask; only pixels inside it count.
+
+    Returns
+    -------
+    dict
+        ``flux_fraction_below_3sigma``: the fraction of the output flux (positive counts
+        inside the mask) in pixels whose ``output / sigma < 3`` (a pixel with ``sigma == 0``
+        and positive output is not below 3 sigma; NaN when there is no flux);
+        ``median_significance``: the median of ``output / sigma`` over the mask pixels with
+        ``sigma > 0`` (NaN when none).
+    """
+    nan = float("nan")
+    if sigma is None:
+        return {"flux_fraction_below_3sigma": nan, "median_significance": nan}
+    m = np.asarray(mask, dtype=bool)
+    c = np.asarray(counts, dtype=np.float64)[m]
+    s = np.asarray(sigma, dtype=np.float64)[m]
+    flux = np.clip(c, 0.0, None)
+    pos = s > 0
+    z = np.where(pos, c / np.where(pos, s, 1.0), np.inf)
+    total = float(flux.sum())
+    below = float(flux[z < 3.0].sum())
+    return {
+        "flux_fraction_below_3sigma": below / total if total > 0 else nan,
+        "median_significance": float(np.median(z[pos])) if np.any(pos) else nan,
+    }

@@ -33,6 +33,7 @@ from xsa_enhance.pipeline.stages import (
     events_stage,
     harvest_stage,
     slice_id_of,
+    uncertainty_summary,
 )
 
 __all__ = [
@@ -377,6 +378,7 @@ def product_task(
     device: str | None = None,
     torch_threads: int = 1,
     allow_clamp_mismatch: bool = False,
+    uncertainty_samples: int = 0,
 ) -> ProductOutcome:
     """Enhance one stored slice image with one model and clamp mode and store the product.
 
@@ -403,6 +405,9 @@ def product_task(
     allow_clamp_mismatch : bool
         The driver allowed running these weights with a clamp of another family (recorded
         in the product); otherwise such a pair fails with a one-line reason.
+    uncertainty_samples : int
+        Resamples of the per-pixel uncertainty written as the product's ``uncertainty``
+        array (in the same group, before it is marked complete); 0: none.
 
     Returns
     -------
@@ -428,7 +433,7 @@ def product_task(
         t0 = time.perf_counter()
         out = enhance_stage(
             data.counts, exposure_s, data.mask, model, clamp=clamp, stretch=stretch, device=device,
-            allow_clamp_mismatch=allow_clamp_mismatch,
+            allow_clamp_mismatch=allow_clamp_mismatch, uncertainty_samples=uncertainty_samples,
         )
         timings["enhance_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -455,11 +460,12 @@ def product_task(
             "pa_pnt": src.get("pa_pnt"),
             "software_version": __version__,
             "caveats": list(CAVEATS),
+            "uncertainty": out.uncertainty is not None,
         }
         _check_product_attrs(obsid, slice_id, attrs)
         path = store.write_product(
             obsid, slice_id, model=model.name, clamp=clamp, counts=out.counts, mask=out.mask,
-            attrs=attrs,
+            attrs=attrs, uncertainty=out.uncertainty,
         )
         timings["product_write_s"] = time.perf_counter() - t0
         out_mask = np.asarray(out.mask, dtype=bool)
@@ -486,6 +492,9 @@ def product_task(
             "input_counts": float(np.asarray(data.counts, dtype=float)[in_mask].sum()),
             "output_counts": float(np.asarray(out.counts, dtype=float)[out_mask].sum()),
             "output_exposure": float(out.exposure_s),
+            "uncertainty_samples": (int(provenance.get("uncertainty_n_samples") or 0)
+                                    if out.uncertainty is not None else 0),
+            **uncertainty_summary(out.counts, out.uncertainty, out_mask),
             "store_path": path,
             "software_version": __version__,
         }

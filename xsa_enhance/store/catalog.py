@@ -9,8 +9,10 @@ append leaves the catalogs as they were (the stale tail is overwritten by the ne
 and rows committed together (an observation and its slices) appear together.
 
 Columns added in later versions (:data:`LATE_COLUMNS`, e.g. the products' ``trained_clamp``
-and ``clamp_mismatch``) may be missing from stores written before: they read as their fill
-value (``""``, ``False``) and the first append creates them, filled for the older rows.
+and ``clamp_mismatch``, or the uncertainty summary ``uncertainty_samples``,
+``flux_fraction_below_3sigma`` and ``median_significance``) may be missing from stores
+written before: they read as their fill value (``""``, ``False``, ``0`` samples, NaN) and
+the first append creates them, filled for the older rows.
 """
 
 from __future__ import annotations
@@ -57,16 +59,25 @@ class Column:
         Physical unit (astropy unit string, ``""`` for none).
     description : str
         What the column holds.
+    fill : object, optional
+        Value of rows that lack it (a late column read from an older catalog); default: the
+        dtype's fill (``""``, NaN, -1, False).
     """
 
     name: str
     dtype: str
     unit: str
     description: str
+    fill: object = None
+
+    @property
+    def fill_value(self) -> object:
+        """The value of rows that lack this column."""
+        return _FILL[self.dtype] if self.fill is None else self.fill
 
 
-def _c(name: str, dtype: str, unit: str, description: str) -> Column:
-    return Column(name, dtype, unit, description)
+def _c(name: str, dtype: str, unit: str, description: str, fill: object = None) -> Column:
+    return Column(name, dtype, unit, description, fill)
 
 
 #: Column definitions of the four catalogs (the JSON Schemas in ``schemas/`` mirror these).
@@ -130,6 +141,15 @@ CATALOG_SCHEMAS: dict[str, tuple[Column, ...]] = {
         _c("input_counts", "f8", "", "counts of the input image inside the mask"),
         _c("output_counts", "f8", "", "counts of the enhanced image inside its mask"),
         _c("output_exposure", "f8", "s", "exposure the enhanced image represents"),
+        _c("uncertainty_samples", "i8", "", "resamples of the input behind the stored per-pixel "
+                                            "uncertainty array (0: no uncertainty stored)",
+           fill=0),
+        _c("flux_fraction_below_3sigma", "f8", "", "fraction of the output flux in pixels whose "
+                                                   "output / uncertainty < 3 (NaN without an "
+                                                   "uncertainty)"),
+        _c("median_significance", "f8", "", "median of output / uncertainty over the mask "
+                                            "pixels with a non-zero uncertainty (NaN without "
+                                            "one)"),
         _c("store_path", "str", "", "group of the product in the store"),
         _c("software_version", "str", "", "xsa-enhance version that made the product"),
         _c("run_id", "str", "", "run that committed the row"),
@@ -165,7 +185,8 @@ CATALOG_KEYS: dict[str, tuple[str, ...]] = {
 LATE_COLUMNS: dict[str, frozenset[str]] = {
     "observations": frozenset(),
     "slices": frozenset(),
-    "products": frozenset({"trained_clamp", "clamp_mismatch"}),
+    "products": frozenset({"trained_clamp", "clamp_mismatch", "uncertainty_samples",
+                           "flux_fraction_below_3sigma", "median_significance"}),
     "runs": frozenset(),
 }
 
@@ -266,10 +287,10 @@ class Catalog:
         """Return the published values of one column."""
         n = self.nrows
         if self._is_late_missing(name):
-            kind = next(c.dtype for c in self.columns if c.name == name)
-            if kind == "str":
-                return np.full(n, "", dtype="U1")
-            return np.full(n, _FILL[kind], dtype=kind)
+            col = next(c for c in self.columns if c.name == name)
+            if col.dtype == "str":
+                return np.full(n, col.fill_value, dtype=str)
+            return np.full(n, col.fill_value, dtype=col.dtype)
         arr = self._column_array(name)
         if arr.shape[0] < n:
             raise CatalogCorruptError(
@@ -361,7 +382,7 @@ def _create_column(group: zarr.Group, col: Column, nrows: int) -> zarr.Array:
         shape=(nrows,),
         chunks=(_CHUNK,),
         dtype=_np_dtype(col.dtype),
-        fill_value=_FILL[col.dtype],
+        fill_value=col.fill_value,
         dimension_names=["row"],
         attributes={"unit": col.unit, "description": col.description},
     )

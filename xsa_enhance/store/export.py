@@ -5,6 +5,10 @@ angle (:func:`xsa_enhance.instrument.geometry.det_to_sky`) and sky pixels -> RA/
 gnomonic projection about the pointing, so every exported image carries an exact linear
 ``RA---TAN``/``DEC--TAN`` WCS (CD matrix) as its primary WCS, and the DET coordinates as
 the alternate WCS ``L`` (evselect's physical coordinates).
+
+A product stored with its per-pixel uncertainty is exported with an ``UNCERTAINTY`` image
+extension (1-sigma, same shape, units and WCS as the counts) and, in the quicklook PNGs, a
+significance panel (``output / uncertainty``) next to the product.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from xsa_enhance.errors import InputFileError
 from xsa_enhance.instrument.grid import DetGrid, grid_for_factor
 from xsa_enhance.store.zarr_store import ProductStore
 
-__all__ = ["sky_wcs_header", "export_fits", "export_png", "quicklook_png", "select_images"]
+__all__ = ["sky_wcs_header", "export_fits", "export_png", "quicklook_png", "select_images",
+           "SIGNIFICANCE_VMAX", "uncertainty_hdu"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +76,49 @@ def sky_wcs_header(grid: DetGrid, *, ra_pnt: float, dec_pnt: float, pa_pnt: floa
     header.update(grid.det_wcs_keywords(alt="L"))
     header["WCSNAMEL"] = "PHYSICAL"
     return header
+
+
+def uncertainty_hdu(sigma: np.ndarray, attrs: Any, wcs_header: Any = None, *,
+                    exposure_s: float) -> Any:
+    """The ``UNCERTAINTY`` image extension: 1-sigma per pixel (float32, counts for
+    ``exposure_s``), the image's WCS and the provenance of the estimate.
+
+    Parameters
+    ----------
+    sigma : numpy.ndarray
+        The uncertainty (``EnhancedImage.uncertainty`` or a stored product's array).
+    attrs : mapping
+        Provenance with the ``uncertainty_*`` keys of
+        :func:`~xsa_enhance.models.uncertainty.estimate_uncertainty`.
+    wcs_header : mapping, optional
+        WCS keywords of the primary image.
+    exposure_s : float
+        Exposure the counts (and sigma) correspond to.
+    """
+    from astropy.io import fits
+
+    hdr = fits.Header()
+    if wcs_header is not None:
+        for k, v in dict(wcs_header).items():
+            hdr[k] = v
+    hdr["BUNIT"] = ("count", "1-sigma uncertainty of the counts per pixel")
+    hdr["EXPOSURE"] = (float(exposure_s), "[s] exposure the counts correspond to")
+    hdr["UNCMETH"] = (str(attrs.get("uncertainty_method", "")), "resampling method")
+    hdr["UNCNSAMP"] = (int(attrs.get("uncertainty_n_samples") or 0), "resamples of the input")
+    seed = attrs.get("uncertainty_seed")
+    hdr["UNCSEED"] = (seed if isinstance(seed, int) else str(seed), "seed of the resampling")
+    cal = str(attrs.get("uncertainty_calibration", ""))
+    hdr["UNCCAL"] = (cal[:68], "calibration of sigma") if len(cal) <= 40 else cal[:68]
+    key = attrs.get("uncertainty_calibration_key")
+    if key:
+        hdr["UNCCALK"] = str(key)[:68]
+    if attrs.get("uncertainty_smooth_px") is not None:
+        hdr["UNCSMOO"] = (float(attrs["uncertainty_smooth_px"]),
+                          "[input px] bootstrap smoothing")
+    hdr["COMMENT"] = ("1-sigma per output pixel: the input's Poisson noise run through the "
+                      "network, calibrated on simulations; see docs/uncertainty.md. Does not "
+                      "capture features the network invents for every resample.")
+    return fits.ImageHDU(np.asarray(sigma, dtype=np.float32), header=hdr, name="UNCERTAINTY")
 
 
 def select_images(
@@ -141,13 +189,21 @@ def select_images(
     return out
 
 
-def _image(store: ProductStore, obsid: str, item: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any], DetGrid]:
+def _read(store: ProductStore, obsid: str, item: dict[str, Any]) -> dict[str, Any]:
+    """counts, attrs, grid, mask and uncertainty (None for inputs and products without)."""
     if item["kind"] == "input":
         data = store.read_slice_input(obsid, item["slice_id"])
-        return data.counts, data.attrs, grid_for_factor(1)
+        return {"counts": data.counts, "attrs": data.attrs, "grid": grid_for_factor(1),
+                "mask": data.mask, "uncertainty": None}
     prod = store.read_product(obsid, item["slice_id"], item["model"], item["clamp"])
     factor = 2 if str(prod.attrs.get("grid", "1x")).startswith("2") else 1
-    return prod.counts, prod.attrs, grid_for_factor(factor)
+    return {"counts": prod.counts, "attrs": prod.attrs, "grid": grid_for_factor(factor),
+            "mask": prod.mask, "uncertainty": prod.uncertainty}
+
+
+def _image(store: ProductStore, obsid: str, item: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any], DetGrid]:
+    r = _read(store, obsid, item)
+    return r["counts"], r["attrs"], r["grid"]
 
 
 def _name(obsid: str, item: dict[str, Any]) -> str:
@@ -197,11 +253,14 @@ def export_fits(
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for item in select_images(store, obsid, slices=slices, models=models):
-        data, attrs, grid = _image(store, obsid, item)
+        img = _read(store, obsid, item)
+        data, attrs, grid = img["counts"], img["attrs"], img["grid"]
         hdr = fits.Header()
         ra, dec, pa = attrs.get("ra_pnt"), attrs.get("dec_pnt"), attrs.get("pa_pnt")
+        wcs: dict[str, Any] = {}
         if None not in (ra, dec, pa):
-            for k, v in sky_wcs_header(grid, ra_pnt=ra, dec_pnt=dec, pa_pnt=pa).items():
+            wcs = sky_wcs_header(grid, ra_pnt=ra, dec_pnt=dec, pa_pnt=pa)
+            for k, v in wcs.items():
                 hdr[k] = v
         hdr["OBS_ID"] = obsid
         hdr["SLICE"] = item["slice_id"]
@@ -225,23 +284,37 @@ def export_fits(
         expr = str(attrs.get("expression", ""))
         if expr:
             hdr.add_history(f"screening: {expr}")
+        sigma = img["uncertainty"]
+        if item["kind"] == "product":
+            hdr["XSAUNC"] = (sigma is not None, "UNCERTAINTY extension (1-sigma) present")
+        hdus = [fits.PrimaryHDU(data=np.asarray(data), header=hdr)]
+        if sigma is not None:
+            hdus.append(uncertainty_hdu(sigma, attrs, wcs, exposure_s=float(
+                exposure if exposure is not None else 0.0)))
         path = out / f"{_name(obsid, item)}.fits"
-        fits.PrimaryHDU(data=np.asarray(data), header=hdr).writeto(path, overwrite=overwrite)
+        fits.HDUList(hdus).writeto(path, overwrite=overwrite)
         written.append(path)
     logger.info("exported %d FITS images of %s to %s", len(written), obsid, out)
     return written
 
 
+#: Upper end of the significance (output / uncertainty) colour scale of quicklooks.
+SIGNIFICANCE_VMAX: float = 10.0
+
+
 def quicklook_png(
-    images: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike[str], *, title: str = ""
+    images: Sequence[tuple[str, np.ndarray] | tuple[str, np.ndarray, str]],
+    path: str | os.PathLike[str], *, title: str = ""
 ) -> Path:
     """Save images side by side as a PNG, on one asinh scale set by the first image.
 
     Parameters
     ----------
-    images : sequence of (label, array)
+    images : sequence of (label, array) or (label, array, kind)
         Images to show (e.g. count rates); values are converted to per-4-arcsec-pixel
-        area, so 1x and 2x grids share the scale.
+        area, so 1x and 2x grids share the scale. ``kind`` ``"significance"`` shows a
+        significance map (``output / uncertainty``, NaN blank) on its own linear scale
+        from 0 to :data:`SIGNIFICANCE_VMAX`, with a colour bar.
     path : path-like
         Output PNG.
     title : str
@@ -255,7 +328,18 @@ def quicklook_png(
     n = max(1, len(images))
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.9), squeeze=False)
     hi = None
-    for ax, (label, img) in zip(axes[0], images):
+    for ax, panel in zip(axes[0], images):
+        label, img = panel[0], panel[1]
+        if len(panel) > 2 and panel[2] == "significance":  # type: ignore[misc]
+            im = ax.imshow(np.asarray(img, dtype=float), origin="lower", cmap="viridis",
+                           vmin=0.0, vmax=SIGNIFICANCE_VMAX, interpolation="nearest")
+            cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, extend="max")
+            cb.ax.axhline(3.0, color="w", lw=1.2)
+            cb.ax.tick_params(labelsize=7)
+            ax.set_title(label, fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
         img = np.asarray(img, dtype=float)
         # per 4" pixel area so 1x and 2x images share a scale
         img = img * (img.shape[0] / 411.0) ** 2  # a 2" pixel is a quarter of a 4" one
@@ -288,7 +372,9 @@ def export_png(
     slices: Sequence[str] | None = None,
     models: Sequence[str] | None = None,
 ) -> list[Path]:
-    """Write one quicklook PNG per slice: the input next to each of its products.
+    """Write one quicklook PNG per slice: the input next to each of its products (each
+    product stored with an uncertainty followed by its significance panel, output /
+    uncertainty, 3 sigma marked on the colour bar).
 
     Returns
     -------
@@ -305,11 +391,21 @@ def export_png(
     for sid, group in sorted(by_slice.items()):
         panels = []
         for item in sorted(group, key=lambda i: (i["kind"] != "input", i["model"], i["clamp"])):
-            data, attrs, _ = _image(store, obsid, item)
+            img = _read(store, obsid, item)
+            data, attrs = img["counts"], img["attrs"]
             label = "input" if item["kind"] == "input" else f"{item['model']} ({item['clamp']})"
             exposure = float(attrs.get("output_exposure_s", attrs.get("exposure_s")) or 1.0)
             label += f"\n{exposure / 1000:.1f} ks, {np.asarray(data).sum():.0f} counts"
             panels.append((label, np.asarray(data, dtype=float) / exposure))
+            if img["uncertainty"] is not None:
+                from xsa_enhance.models.uncertainty import significance_map
+
+                z = significance_map(data, img["uncertainty"]).astype(float)
+                z[~np.asarray(img["mask"], dtype=bool)] = np.nan
+                n = attrs.get("uncertainty_n_samples", "?")
+                panels.append((f"{item['model']} output / uncertainty\n"
+                               f"{attrs.get('uncertainty_method', '')}, {n} samples", z,
+                               "significance"))
         path = Path(out_dir) / f"{obsid}_{sid}.png"
         title = f"{obsid} {sid} - count rate, asinh scale"
         written.append(quicklook_png(panels, path, title=title))

@@ -7,12 +7,12 @@ Layout (``<store>`` is a local directory or an fsspec URL)::
     <store>/catalogs/<name>.<generation>/<column>   1-D column arrays
     <store>/obs/<obsid>/                    attributes: observation metadata, GTIs
     <store>/obs/<obsid>/<slice_id>/input/{counts,exposure,mask}
-    <store>/obs/<obsid>/<slice_id>/products/<model>__<clamp>/{counts,mask}
+    <store>/obs/<obsid>/<slice_id>/products/<model>__<clamp>/{counts,mask[,uncertainty]}
 
 Write rules (DESIGN.md section 8): every task owns whole arrays -- the observation task
 owns ``obs/<obsid>`` and its ``input`` groups, an enhancement task owns one
-``products/<model>__<clamp>`` group -- and writes each array in one piece (one shard per
-array, so no two writers ever touch the same shard). A group is written with
+``products/<model>__<clamp>`` group, its ``uncertainty`` array included -- and writes each
+array in one piece (one shard per array, so no two writers ever touch the same shard). A group is written with
 ``complete=False`` and its arrays, then its attributes are rewritten with ``complete=True``
 (one atomic metadata write). Only after that does the driver commit the catalog row.
 A group that is not complete, or complete but without a catalog row, is an *orphan* of an
@@ -102,7 +102,11 @@ class SliceData:
 
 @dataclass
 class ProductData:
-    """An enhanced product read back from the store."""
+    """An enhanced product read back from the store.
+
+    ``uncertainty`` is the per-pixel 1-sigma of ``counts`` (float32, same grid and units), or
+    None for a product stored without one.
+    """
 
     obsid: str
     slice_id: str
@@ -110,6 +114,7 @@ class ProductData:
     counts: np.ndarray
     mask: np.ndarray
     attrs: dict[str, Any] = field(default_factory=dict)
+    uncertainty: np.ndarray | None = None
 
 
 def _jsonable(value: Any) -> Any:
@@ -415,6 +420,13 @@ class ProductStore:
         group = self._group(path)
         return bool(group is not None and group.attrs.get("complete", False))
 
+    def _product_whole(self, path: str) -> bool:
+        """A complete product group with every array its attributes announce."""
+        group = self._group(path)
+        if group is None or not group.attrs.get("complete", False):
+            return False
+        return not group.attrs.get("uncertainty", False) or "uncertainty" in group
+
     def delete(self, path: str) -> None:
         """Remove the group at ``path`` and everything below it (no error when absent)."""
         parent, _, name = path.rpartition("/")
@@ -523,16 +535,29 @@ class ProductStore:
         counts: np.ndarray,
         mask: np.ndarray,
         attrs: Mapping[str, Any],
+        uncertainty: np.ndarray | None = None,
     ) -> str:
-        """Write one enhanced product (counts float32 on the model's grid and its mask)."""
+        """Write one enhanced product (counts float32 on the model's grid and its mask).
+
+        ``uncertainty`` (optional): the per-pixel 1-sigma of the counts (float32, same shape),
+        written as the array ``uncertainty`` of the same group before the group is marked
+        complete, so a complete product always has the uncertainty its attributes announce
+        (``attrs["uncertainty"]`` is set to whether it has one).
+        """
         counts = np.asarray(counts, dtype=np.float32)
         mask = np.asarray(mask, dtype=bool)
         path = self.product_path(obsid, slice_id, model, clamp)
         meta = dict(attrs)
         meta.update({"obsid": obsid, "slice_id": slice_id, "model": model, "clamp_mode": clamp})
-        self._write_image_group(
-            path, {"counts": counts, "mask": mask}, meta, dims=("dety", "detx")
-        )
+        arrays = {"counts": counts, "mask": mask}
+        if uncertainty is not None:
+            sigma = np.asarray(uncertainty, dtype=np.float32)
+            if sigma.shape != counts.shape:
+                raise ValueError(f"uncertainty {sigma.shape} and counts {counts.shape} differ "
+                                 "in shape")
+            arrays["uncertainty"] = sigma
+        meta["uncertainty"] = uncertainty is not None
+        self._write_image_group(path, arrays, meta, dims=("dety", "detx"))
         return path
 
     # ------------------------------------------------------------------ reading
@@ -573,6 +598,8 @@ class ProductStore:
             counts=np.asarray(group["counts"][...]),
             mask=np.asarray(group["mask"][...]),
             attrs=dict(group.attrs),
+            uncertainty=(np.asarray(group["uncertainty"][...]) if "uncertainty" in group
+                         else None),
         )
 
     # ------------------------------------------------------------------ listing
@@ -597,7 +624,8 @@ class ProductStore:
 
         An observation group is an orphan when it is incomplete or has no row in the
         ``observations`` catalog; a slice input when it has no ``slices`` row; a product
-        when it is incomplete or has no ``products`` row.
+        when it is incomplete, has no ``products`` row, or announces an uncertainty
+        (``attrs["uncertainty"]``) that it lacks.
 
         Returns
         -------
@@ -619,7 +647,7 @@ class ProductStore:
                     continue
                 for key in self.list_products(obsid, sid):
                     ppath = f"{opath}/{sid}/products/{key}"
-                    if ppath not in prod_paths or not self.is_complete(ppath):
+                    if ppath not in prod_paths or not self._product_whole(ppath):
                         orphans.append(ppath)
         return orphans
 
