@@ -13,21 +13,30 @@ from xsa_enhance.models.registry import default_registry_dir, file_sha256, load_
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 
 
-@pytest.mark.parametrize("name,kind,factor,target_s,seed", [
-    ("xmm-superres-v1", "sr", 2, 100_000.0, 1),
-    ("xmm-denoise-v1", "dn", 1, 50_000.0, 1),
-    ("xmm-superres-v2", "sr", 2, 100_000.0, 1),
-    ("xmm-denoise-v2", "dn", 1, 50_000.0, 1),
-    ("xmm-superres-v3", "sr", 2, 100_000.0, 3),
-    ("xmm-denoise-v3", "dn", 1, 50_000.0, 3),
-    ("xmm-superres-v4", "sr", 2, 100_000.0, 5),
-    ("xmm-superres-v5", "sr", 2, 100_000.0, 6),
+_C, _Q, _N = ("constant", "sqrt"), ("quantile:0.9999", "sqrt"), ("none", "hdr")
+
+
+@pytest.mark.parametrize("name,kind,factor,target_s,seed,trained", [
+    ("xmm-superres-v1", "sr", 2, 100_000.0, 1, _C),
+    ("xmm-denoise-v1", "dn", 1, 50_000.0, 1, _C),
+    ("xmm-superres-v2", "sr", 2, 100_000.0, 1, _C),
+    ("xmm-denoise-v2", "dn", 1, 50_000.0, 1, _C),
+    ("xmm-superres-v3", "sr", 2, 100_000.0, 3, _C),
+    ("xmm-denoise-v3", "dn", 1, 50_000.0, 3, _C),
+    ("xmm-superres-v4", "sr", 2, 100_000.0, 5, _C),
+    ("xmm-superres-v5", "sr", 2, 100_000.0, 6, _C),
+    ("xmm-superres-v6", "sr", 2, 100_000.0, 11, _Q),
+    ("xmm-superres-v7", "sr", 2, 100_000.0, 12, _N),
+    ("xmm-denoise-v4", "dn", 1, 50_000.0, 13, _Q),
+    ("xmm-denoise-v5", "dn", 1, 50_000.0, 14, _N),
 ])
-def test_shipped_weights_load_and_match_their_digest(name, kind, factor, target_s, seed):
+def test_shipped_weights_load_and_match_their_digest(name, kind, factor, target_s, seed, trained):
     m = load_model(name)
     assert m.kind == kind and m.factor == factor
     assert m.input_exposure_s == 20_000.0 and m.target_exposure_s == target_s
-    assert m.stretch == "sqrt" and m.clamp == "constant"
+    # the clamp mode the weights are trained for, in the config and in the card
+    assert (m.clamp, m.stretch) == trained
+    assert m.card.get("trained_clamp", "constant") == trained[0]
     path = default_registry_dir() / f"{name}.pt"
     assert path.stat().st_size < 5 * 2**20  # small enough to ship in the package
     assert file_sha256(path) == m.sha256
@@ -93,6 +102,10 @@ _FLUX_BIAS_V2 = pytest.mark.xfail(strict=True, reason=(
     "xmm-denoise-v3",
     "xmm-superres-v4",
     "xmm-superres-v5",
+    "xmm-superres-v6",
+    "xmm-superres-v7",
+    "xmm-denoise-v4",
+    "xmm-denoise-v5",
 ])
 def test_shipped_models_keep_point_source_flux(name):
     """On a 20 ks frame the output keeps the sources' flux (within 25 %) in 20" boxes."""
@@ -108,13 +121,18 @@ def test_v2_keeps_much_more_point_source_flux_than_v1(kind):
     assert r2 > 0.35 and r2 > 3.0 * r1, (r1, r2)
 
 
-def test_aliases_resolve_to_the_latest_round_and_earlier_rounds_stay_registered():
-    latest = {"superres": "v5", "denoise": "v3"}
-    for kind, last in latest.items():
-        versions = [f"v{i}" for i in range(1, int(last[1:]) + 1)]
+def test_aliases_resolve_per_clamp_mode_and_earlier_rounds_stay_registered():
+    latest = {"superres": {"constant": "v5", "quantile:0.9999": "v6", "none": "v7"},
+              "denoise": {"constant": "v3", "quantile:0.9999": "v4", "none": "v5"}}
+    for kind, per_mode in latest.items():
+        last = max(int(v[1:]) for v in per_mode.values())
+        versions = [f"v{i}" for i in range(1, last + 1)]
         digests = {v: load_model(f"xmm-{kind}-{v}").sha256 for v in versions}
-        assert load_model(f"xmm-{kind}").sha256 == digests[last]
         assert len(set(digests.values())) == len(versions)
+        assert load_model(f"xmm-{kind}").sha256 == digests[per_mode["constant"]]
+        for clamp, version in per_mode.items():
+            m = load_model(f"xmm-{kind}", clamp=clamp)
+            assert m.sha256 == digests[version] and m.name == f"xmm-{kind}-{version}"
 
 
 def test_pipeline_defaults_name_the_aliases_resolving_to_superres_v5_and_denoise_v3():
@@ -128,9 +146,11 @@ def test_pipeline_defaults_name_the_aliases_resolving_to_superres_v5_and_denoise
     for f in sorted(root.glob("*.yaml")):
         cfg = yaml.safe_load(f.read_text())
         assert cfg["enhance"]["models"] == ["xmm-superres", "xmm-denoise"], f.name
-    # the constant-clamp weights the aliases pick today
+    # the weights the aliases pick for the two clamps the pipelines run
     assert resolve_model("xmm-superres", clamp="constant").id == "xmm-superres-v5"
     assert resolve_model("xmm-denoise", clamp="constant").id == "xmm-denoise-v3"
+    assert resolve_model("xmm-superres", clamp="quantile:0.9999").id == "xmm-superres-v6"
+    assert resolve_model("xmm-denoise", clamp="quantile:0.9999").id == "xmm-denoise-v4"
 
 
 @functools.lru_cache(maxsize=None)
