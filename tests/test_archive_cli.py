@@ -148,7 +148,7 @@ def test_archive_serve_runs_until_interrupted(tmp_path):
         t = xmm.query_xsa_tap("SELECT observation_id FROM xsa.v_public_observations")
         assert list(t["observation_id"]) == ["0904000101"]
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=20) == 0
+        assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
