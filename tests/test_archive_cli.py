@@ -130,7 +130,10 @@ def test_archive_serve_runs_until_interrupted(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", "from xsa_enhance.cli.main import main; main()", "archive",
          "serve", "--observations", "1", "--seed", "4", "--root", str(tmp_path / "root")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # a test run started in the background of a non-interactive shell ignores SIGINT, and
+        # children inherit that: give the server the default handling Ctrl-C has at a terminal
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         lines = []
         deadline = time.monotonic() + 60

@@ -13,12 +13,11 @@ validate and take new rows.
 from __future__ import annotations
 
 import pytest
+from _tiny import minimal_archive, tiny_weights
 
 from test_reliability_support import pipeline_dict, run_in_process
 from xsa_enhance.errors import ConfigError
 from xsa_enhance.pipeline import PipelineConfig
-from xsa_enhance.standin import LocalArchive
-from xsa_enhance.standin.products import minimal_products
 from xsa_enhance.store import ProductStore
 
 CLAMPS = ["constant", "quantile:0.9999"]
@@ -26,22 +25,10 @@ CLAMPS = ["constant", "quantile:0.9999"]
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
-    root = tmp_path_factory.mktemp("clamp-archive")
-    with LocalArchive(root, kinds=["normal"], seed=83, producer=minimal_products) as la:
-        yield la
+    yield from minimal_archive(tmp_path_factory.mktemp("clamp-archive"))
 
 
-def _tiny(directory, kind, seed):
-    import torch
-
-    from xsa_enhance.models import build_network
-    from xsa_enhance.models.registry import save_weights
-
-    torch.manual_seed(seed)
-    net = build_network(kind, filters=4, blocks=1, growth=4)
-    path = directory / f"tiny-{kind}-{seed}.pt"
-    save_weights(net, path, name=f"tiny-{kind}", kind=kind, config={}, card={})
-    return path
+_tiny = tiny_weights
 
 
 def _register(path, name, kind, clamp):

@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 import pytest
+from _tiny import minimal_archive, tiny_weights
 from astropy.io import fits
 from astropy.wcs import WCS
 from click.testing import CliRunner
@@ -29,25 +30,10 @@ NEW_COLUMNS = ("uncertainty_samples", "flux_fraction_below_3sigma", "median_sign
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
-    from xsa_enhance.standin import LocalArchive
-    from xsa_enhance.standin.products import minimal_products
-
-    root = tmp_path_factory.mktemp("unc-archive")
-    with LocalArchive(root, kinds=["normal"], seed=83, producer=minimal_products) as la:
-        yield la
+    yield from minimal_archive(tmp_path_factory.mktemp("unc-archive"))
 
 
-def _tiny(directory, kind, seed):
-    import torch
-
-    from xsa_enhance.models import build_network
-    from xsa_enhance.models.registry import save_weights
-
-    torch.manual_seed(seed)
-    net = build_network(kind, filters=4, blocks=1, growth=4)
-    path = directory / f"tiny-{kind}-{seed}.pt"
-    save_weights(net, path, name=f"tiny-{kind}", kind=kind, config={}, card={})
-    return path
+_tiny = tiny_weights
 
 
 def _register(path, name, kind):

@@ -196,16 +196,26 @@ def _evaluate_real(model_names: tuple[str, ...], real_dir: str, out_dir: str,
         "empty_field_passed": None if rep.empty_field is None else rep.empty_field.passed}))
 
 
+def _model_test_options(model_help: str):
+    """The options shared by the simulated model tests (psf-test, flux-test)."""
+    def apply(fn):
+        for opt in reversed([
+            click.option("--model", "model_name", required=True, help=model_help),
+            click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True),
+            click.option("--clamp", "clamps", multiple=True,
+                         help="Clamp modes to test (repeatable; default: the one the weights are "
+                              "trained for). With an alias each mode runs its matched weights."),
+            click.option("--allow-clamp-mismatch", is_flag=True,
+                         help="Run explicit weights with clamp modes they were not trained for."),
+            click.option("--seed", type=int, default=0, show_default=True),
+        ]):
+            fn = opt(fn)
+        return fn
+    return apply
+
+
 @click.command("psf-test")
-@click.option("--model", "model_name", required=True,
-              help="Registered SR model name or weight file.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
-@click.option("--clamp", "clamps", multiple=True,
-              help="Clamp modes to test (repeatable; default: the one the weights are trained "
-                   "for). With an alias (xmm-superres) each mode runs its matched weights.")
-@click.option("--allow-clamp-mismatch", is_flag=True,
-              help="Run explicit weights with clamp modes they were not trained for.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@_model_test_options("Registered SR model (alias, NAME-vN) or weight file.")
 def psf_test_cmd(model_name: str, out_dir: str, clamps: tuple[str, ...], seed: int,
                  allow_clamp_mismatch: bool) -> None:
     """Point-source PSF test (Gaussian sigma ratios, fluxes) and deblending test."""
@@ -217,15 +227,7 @@ def psf_test_cmd(model_name: str, out_dir: str, clamps: tuple[str, ...], seed: i
 
 
 @click.command("flux-test")
-@click.option("--model", "model_name", required=True,
-              help="Registered SR or DN model (an alias runs each clamp's matched weights).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
-@click.option("--clamp", "clamps", multiple=True,
-              help="Clamp modes to test (repeatable; default: the one the weights are trained "
-                   "for).")
-@click.option("--allow-clamp-mismatch", is_flag=True,
-              help="Run explicit weights with clamp modes they were not trained for.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@_model_test_options("Registered SR or DN model (alias, NAME-vN) or weight file.")
 def flux_test_cmd(model_name: str, out_dir: str, clamps: tuple[str, ...], seed: int,
                   allow_clamp_mismatch: bool) -> None:
     """Bright-source flux test: 300-8,000-count point sources, output / truth flux."""
