@@ -18,7 +18,10 @@ Later rounds: ``--version v3 --preset small-v3 --init-from v2 --points --target-
 --seed 3 --minutes 60``; ``--version v4 --kinds sr --preset small-v4 --init-from v3 --points
 --target-noise none --seed 5 --minutes 68``; ``--version v5 --kinds sr --preset small-v4
 --init-from v4 --points --target-noise none --seed 6 --minutes 62`` on simulator revision 2
-(see docs/models.md).
+(see docs/models.md). The clamp-matched round (``xmm-superres-v6``/``-v7``, ``xmm-denoise-v4``/
+``-v5``) ran ``xsa-enhance train`` with the ``small-v4-quantile``/``-none`` and
+``small-v3-quantile``/``-none`` presets in two phases and registered each run with
+:func:`register_run` (the commands are in docs/models.md).
 
 ``--stages data,train`` runs a subset (each stage reads what the previous wrote in WORK_DIR).
 Everything is seeded; on the same hardware the run is repeatable up to the wall-clock limit
