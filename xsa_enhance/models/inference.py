@@ -285,8 +285,9 @@ def _default_mask(shape: tuple[int, int]) -> np.ndarray:
     return np.ones(shape, dtype=np.float64)
 
 
-def _prepare(counts: Any, exposure_s: float, mask: Any | None, model: LoadedModel,
-             spec: ClampSpec, stretch: str, pad_mode: str):
+def _checked_frame(counts: Any, exposure_s: float, mask: Any | None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and mask as float64 arrays, or an :class:`ImageError` naming what is wrong."""
     c = np.asarray(counts, dtype=np.float64)
     if c.ndim != 2:
         raise ImageError(f"counts must be a 2-D image, got shape {c.shape}")
@@ -298,6 +299,12 @@ def _prepare(counts: Any, exposure_s: float, mask: Any | None, model: LoadedMode
     if not (np.all(np.isfinite(c)) and np.all(np.isfinite(m))):
         raise ImageError(f"counts or mask contain {int(np.count_nonzero(~np.isfinite(c)))} + "
                          f"{int(np.count_nonzero(~np.isfinite(m)))} non-finite (NaN/Inf) pixels")
+    return c, m
+
+
+def _prepare(counts: Any, exposure_s: float, mask: Any | None, model: LoadedModel,
+             spec: ClampSpec, stretch: str, pad_mode: str):
+    c, m = _checked_frame(counts, exposure_s, mask)
     rate = c / float(exposure_s) * m
     x, info = normalise(rate, spec, stretch, mask=m)
     chans = [x]
@@ -533,15 +540,7 @@ def enhance(
 
     if batch_size is not None:
         kwargs["batch_size"] = batch_size
-    # the checks of _prepare, before the counts are resampled
-    c = np.asarray(counts, dtype=np.float64)
-    if not (math.isfinite(float(exposure_s)) and float(exposure_s) > 0):
-        raise ImageError(f"exposure must be a positive number of seconds, got {exposure_s!r}")
-    if c.ndim == 2 and not np.all(np.isfinite(c)):
-        raise ImageError(f"counts contain {int(np.count_nonzero(~np.isfinite(c)))} non-finite "
-                         "(NaN/Inf) pixels")
-    if mask is not None and np.shape(mask) != c.shape:
-        raise ImageError(f"mask shape {np.shape(mask)} differs from the image shape {c.shape}")
+    _checked_frame(counts, exposure_s, mask)  # before the counts are resampled
     result = estimate_uncertainty(
         counts, exposure_s, mask, model, n_samples=int(uncertainty_samples),
         method=uncertainty_method, seed=uncertainty_seed,

@@ -81,6 +81,7 @@ __all__ = [
     "peak_purity",
     "model_methods",
     "empty_field_check",
+    "simulated_empty_field",
     "evaluate_real",
 ]
 
@@ -779,6 +780,24 @@ class EmptyFieldResult:
         return {"meta": self.meta, "rows": self.rows, "passed": self.passed}
 
 
+def simulated_empty_field(*, exposure_s: float = 20_000.0, seed: int = 0
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A background-only 20 ks frame: ``(counts, true rate, mask)`` on the 1x grid.
+
+    The truth is the instrument's expected background rate (particle + vignetted sky, the
+    nominal levels) times the pixel coverage and the detector mask; the counts are one
+    Poisson draw of it for ``exposure_s`` (seed ``seed``).
+    """
+    from xsa_enhance.instrument.background import background_rate_map
+    from xsa_enhance.instrument.grid import GRID_1X
+    from xsa_enhance.instrument.mask import detector_mask, mask_coverage
+
+    mask = np.asarray(detector_mask(GRID_1X), dtype=bool)
+    truth = background_rate_map(GRID_1X, apply_mask=False) * mask_coverage(GRID_1X) * mask
+    counts = np.random.default_rng(int(seed)).poisson(truth * float(exposure_s))
+    return counts.astype(np.float64), truth, mask
+
+
 def empty_field_check(models: Sequence[tuple[Any, str]] = (), *, exposure_s: float = 20_000.0,
                       seed: int = 0, max_blobs: int = 20, flux_tolerance: float = 0.15,
                       threshold_factor: float = 3.0,
@@ -819,14 +838,7 @@ def empty_field_check(models: Sequence[tuple[Any, str]] = (), *, exposure_s: flo
     -------
     EmptyFieldResult
     """
-    from xsa_enhance.instrument.background import background_rate_map
-    from xsa_enhance.instrument.grid import GRID_1X
-    from xsa_enhance.instrument.mask import detector_mask, mask_coverage
-
-    mask = detector_mask(GRID_1X)
-    truth = background_rate_map(GRID_1X, apply_mask=False) * mask_coverage(GRID_1X) * mask
-    rng = np.random.default_rng(int(seed))
-    counts = rng.poisson(truth * float(exposure_s)).astype(np.float64)
+    counts, truth, mask = simulated_empty_field(exposure_s=exposure_s, seed=seed)
     mask_f = mask.astype(np.float64)
     total = float(truth[mask].sum())
     judged = [*model_methods(models), *(methods or ())]

@@ -62,17 +62,6 @@ def score_peaks(output: np.ndarray, sigma: np.ndarray, naive: np.ndarray, mask_o
             peak_significance(output, naive, pk, annulus=ann, mask=mask_out))
 
 
-def _empty_field(exposure_s: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from xsa_enhance.instrument.background import background_rate_map
-    from xsa_enhance.instrument.grid import GRID_1X
-    from xsa_enhance.instrument.mask import detector_mask, mask_coverage
-
-    mask = detector_mask(GRID_1X)
-    truth = background_rate_map(GRID_1X, apply_mask=False) * mask_coverage(GRID_1X) * mask
-    counts = np.random.default_rng(seed).poisson(truth * exposure_s).astype(np.float64)
-    return counts, mask
-
-
 def uncertainty_roc(
     directory: str | os.PathLike[str],
     models: Sequence[tuple[Any, str]],
@@ -128,6 +117,7 @@ def uncertainty_roc(
         derive_mask,
         find_peaks,
         load_real_observations,
+        simulated_empty_field,
     )
 
     observations = load_real_observations(directory, obsids=obsids)
@@ -175,7 +165,7 @@ def uncertainty_roc(
             "median_score_unconfirmed": float(np.nanmedian(s[~r])) if (~r).any() else math.nan,
         }
         if empty_field:
-            counts, mask = _empty_field(20_000.0, seed)
+            counts, _truth, mask = simulated_empty_field(exposure_s=20_000.0, seed=seed)
             output, sigma, naive, m_out = run(counts, 20_000.0, mask)
             y, x, _prom = find_peaks(output, m_out, factor=f, n_peaks=n_peaks)
             e_net, e_naive = score_peaks(output, sigma, naive, m_out, y, x, f)
