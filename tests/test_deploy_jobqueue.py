@@ -124,9 +124,13 @@ def test_overrides_and_unknown_names(tmp_path):
         make_jobqueue_cluster("slurm", "cpu", path=other)
 
 
-def test_cli_job_script():
+def test_cli_job_script(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(main, ["deploy", "job-script", "--system", "pbs", "--profile", "gpu"])
     assert res.exit_code == 0, res.output
+    # the preview leaves nothing behind (dask-jobqueue makes its log folder on start)
+    assert list(tmp_path.iterdir()) == [] and Path.cwd() == tmp_path
+    assert "logs/dask-jobs" in res.stdout
     assert "#PBS -l select=1:ncpus=8:ngpus=1:mem=64GB" in res.stdout
     assert "--resources GPU=1" in res.stdout
     res = CliRunner().invoke(main, ["deploy", "job-script", "--system", "lsf"])

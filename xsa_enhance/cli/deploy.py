@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 import click
@@ -54,5 +56,16 @@ def job_script(
         overrides["queue"] = queue
     if account is not None:
         overrides["account"] = account
-    with make_jobqueue_cluster(system, profile, path=config_file, **overrides) as cluster:
-        click.echo(cluster.job_script())
+    # dask-jobqueue creates the (relative) log directory where the cluster is made: build the
+    # preview in a throw-away folder so that nothing appears in the current one
+    if config_file is not None:
+        config_file = config_file.resolve()
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="xsa-job-script-") as tmp:
+        os.chdir(tmp)
+        try:
+            with make_jobqueue_cluster(system, profile, path=config_file, **overrides) as cluster:
+                script = cluster.job_script()
+        finally:
+            os.chdir(cwd)
+    click.echo(script)
