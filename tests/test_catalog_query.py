@@ -25,6 +25,14 @@ POINTINGS = {
     "0100000004": (359.9, 0.05, 90.0),
 }
 
+# obsid -> DATE-OBS (exposure start)
+DATE_OBS = {
+    "0100000001": "2001-03-04T05:06:07",
+    "0100000002": "2005-11-30T23:59:59",
+    "0100000003": "2012-06-01T00:00:00",
+    "0100000004": "",  # not recorded: never matches a date filter
+}
+
 
 def _row(name, **values):
     row = {c.name: {"str": "", "f8": 0.0, "i8": 0, "bool": False}[c.dtype]
@@ -77,7 +85,8 @@ def store_url(tmp_path_factory):
         store.finish_observation(obsid)
         store.commit({"slices": slices, "products": products,
                       "observations": [_row("observations", obsid=obsid, expidstr="S003", ra_pnt=ra,
-                                            dec_pnt=dec, pa_pnt=pa, status="ok")]},
+                                            dec_pnt=dec, pa_pnt=pa, status="ok",
+                                            date_obs=DATE_OBS[obsid])]},
                      run_id=f"run{i}")
     return str(url)
 
@@ -118,7 +127,7 @@ def test_obsid_exposure_model_clamp_since_filters(store_url):
 
 def test_every_format_is_readable(store_url, tmp_path):
     t = query_catalog(store_url, catalog="products")
-    assert set(EXPORT_FORMATS) == {"table", "csv", "json", "votable", "fits", "parquet"}
+    assert set(EXPORT_FORMATS) == {"table", "csv", "ecsv", "json", "votable", "fits", "parquet"}
     expect_obsid = list(t["obsid"])
     expect_counts = np.asarray(t["output_counts"], dtype=float)
     readers = {
@@ -199,3 +208,222 @@ def test_export_fits_sky_wcs_matches_instrument_geometry(store_url, tmp_path):
     assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     res = runner.invoke(main, ["export", "--store", store_url, "--obsid", "0999999999", "--png", str(tmp_path)])
     assert res.exit_code == 2 and "0999999999" in res.output and "Traceback" not in res.output
+
+
+# --- issue 20: every filter value checked, physical metadata in every format -------------
+
+def _one_line_error(args, *needles):
+    res = CliRunner().invoke(main, ["catalog", "query", *args])
+    assert res.exit_code == 2, (args, res.output)
+    assert res.output.count("\n") == 1 and "Traceback" not in res.output, res.output
+    for n in needles:
+        assert n in res.output, (n, res.output)
+    return res.output
+
+
+def test_bad_filter_values_are_one_line_errors_naming_the_choices(store_url):
+    from xsa_enhance.errors import ConfigError
+
+    s = ["--store", store_url]
+    for bad in ("900000201", "09000002O1", "01000000011", " "):
+        _one_line_error([*s, "--obsid", bad], repr(bad), "10 digits")
+    # unknown model, unknown version of an alias, an option-looking value
+    for bad in ("xmm-superres-nope", "sr-v9", "-v9"):
+        _one_line_error([*s, "--model", bad], f"unknown model {bad!r}", "dn-v1, sr-v1",
+                        "aliases: dn, sr")
+    _one_line_error([*s, "--clamp", "quantlie"], "invalid clamp", "constant", "quantile:Q", "none")
+    _one_line_error([*s, "--clamp", "quantile:2"], "invalid clamp")
+    _one_line_error([*s, "--cone", "400", "20", "1"], "0 <= RA <= 360")
+    _one_line_error([*s, "--cone", "10", "95", "1"], "-90 <= Dec <= 90")
+    _one_line_error([*s, "--cone", "10", "20", "0"], "0 < radius <= 180")
+    _one_line_error([*s, "--cone", "10", "20", "500"], "0 < radius <= 180")
+    _one_line_error([*s, "--cone", "10h", "north", "1"], "cannot read the cone centre")
+    _one_line_error([*s, "--cone", "10", "20", "1furlong"], "bad cone radius")
+    _one_line_error([*s, "--catalog", "observations", "--status", "okk"],
+                    "unknown status 'okk'", "ok, skipped")
+    _one_line_error([*s, "--catalog", "runs", "--status", "done"], "ok, failed, skipped")
+    _one_line_error([*s, "--catalog", "slices", "--observed-after", "last week"],
+                    "--observed-after")
+    _one_line_error([*s, "--catalog", "runs", "--observed-after", "2001-01-01"], "runs")
+    # the Python API raises the same one-line errors
+    with pytest.raises(ConfigError, match="unknown model 'sr-v9'; models in .*: dn-v1, sr-v1"):
+        query_catalog(store_url, model="sr-v9")
+    with pytest.raises(ConfigError, match="10 digits"):
+        query_catalog(store_url, catalog="slices", obsid=["0100000001", "100000001"])
+
+
+def test_aliases_and_clamp_families_select_what_exists(store_url):
+    every = query_catalog(store_url, catalog="products")
+    by_alias = query_catalog(store_url, catalog="products", model="sr")
+    assert list(by_alias["store_path"]) == [p for p, m in zip(every["store_path"], every["model"])
+                                            if m == "sr-v1"]
+    # a bare mode selects the family, a full one itself
+    fam = query_catalog(store_url, catalog="products", clamp="quantile")
+    assert set(fam["clamp_mode"]) == {"quantile:0.99"} and len(fam) == 4
+    assert len(query_catalog(store_url, catalog="products", clamp="quantile:0.5")) == 0
+    assert len(query_catalog(store_url, catalog="products", clamp="constant")) == 4
+    # a registered model (the shipped registry) with no product here: no rows, no error
+    assert len(query_catalog(store_url, catalog="products", model="xmm-superres-v1")) == 0
+
+
+def test_cone_accepts_what_skycoord_accepts(store_url, monkeypatch):
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    from xsa_enhance.errors import ConfigError
+
+    ref = query_catalog(store_url, catalog="observations", cone=(10.1, 20.0, 0.5))
+    assert set(ref["obsid"]) == {"0100000001", "0100000002"}
+    # 10.1 deg = 0h40m24s; 0.5 deg = 30 arcmin
+    for cone in [("0h40m24s", "+20d00m00s", "30arcmin"), ("0:40:24", "20:00:00", 0.5),
+                 ("0h40m24s +20d00m00s", "0.5deg"), (SkyCoord(10.1 * u.deg, 20 * u.deg), 0.5)]:
+        t = query_catalog(store_url, catalog="observations", cone=cone)
+        assert list(t["obsid"]) == list(ref["obsid"]), cone
+    # a name goes through SkyCoord.from_name (Sesame, online): stand in for it here
+    seen = []
+
+    def fake_from_name(cls, name, *args, **kwargs):
+        seen.append(name)
+        if name == "NGC 9999":
+            raise RuntimeError("Unable to find coordinates for name 'NGC 9999'")
+        return SkyCoord(10.1 * u.deg, 20.0 * u.deg)
+
+    monkeypatch.setattr(SkyCoord, "from_name", classmethod(fake_from_name))
+    t = query_catalog(store_url, catalog="products", cone=("My Galaxy", "30arcmin"))
+    assert set(t["obsid"]) == set(ref["obsid"]) and seen == ["My Galaxy"]
+    res = CliRunner().invoke(main, ["catalog", "query", "--store", store_url, "--catalog",
+                                    "slices", "--cone-name", "My Galaxy", "0.5", "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    assert set(pd.read_csv(io.StringIO(res.output), dtype={"obsid": str})["obsid"]) == set(ref["obsid"])
+    with pytest.raises(ConfigError, match="cannot resolve 'NGC 9999'"):
+        query_catalog(store_url, catalog="observations", cone=("NGC 9999", 1.0))
+
+
+def test_observation_date_filter(store_url):
+    from astropy.time import Time
+
+    def expect(after, before):
+        out = set()
+        for o, d in DATE_OBS.items():
+            if not d:
+                continue
+            t = Time(d)
+            if (after is None or t >= Time(after)) and (before is None or t < Time(before)):
+                out.add(o)
+        return out
+
+    for after, before in [("2005-01-01", None), (None, "2005-11-30T23:59:59"),
+                          ("2001-03-04T05:06:07", "2012-06-01"), ("2020-01-01", None)]:
+        for cat in ("observations", "slices", "products"):
+            t = query_catalog(store_url, catalog=cat, observed_after=after, observed_before=before)
+            assert set(t["obsid"]) == expect(after, before), (cat, after, before)
+    t = query_catalog(store_url, catalog="products", observed_after="2005-01-01")
+    assert set(t["date_obs"]) == {"2005-11-30T23:59:59", "2012-06-01T00:00:00"}
+
+
+def _schema_props(name):
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "schemas" / f"catalog-{name}.schema.json"
+    return json.loads(path.read_text())["properties"]
+
+
+@pytest.mark.parametrize("catalog", ["products", "observations", "slices"])
+def test_self_describing_formats_read_back_with_units_descriptions_ucds_no_warnings(
+        store_url, catalog):
+    import warnings
+
+    from astropy import units as u
+    from astropy.time import Time
+
+    t = query_catalog(store_url, catalog=catalog)
+    props = _schema_props(catalog)  # the documented columns, independent of the code
+    assert len(t) > 0
+    for fmt, kwargs in (("votable", {}), ("fits", {"character_as_bytes": False}),
+                        ("parquet", {}), ("ecsv", {})):
+        data = format_table(t, fmt)
+        src = io.BytesIO(data) if isinstance(data, bytes) else data
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            back = Table.read(src, format="ascii.ecsv" if fmt == "ecsv" else fmt, **kwargs)
+        assert back.colnames == t.colnames, fmt
+        for name in t.colnames:
+            want = props.get(name)
+            if want is not None:
+                if want.get("unit"):
+                    assert back[name].unit == u.Unit(want["unit"]), (fmt, name)
+                else:
+                    assert back[name].unit is None, (fmt, name)
+                # VOTable wraps lines (also at hyphens): compare without white space
+                desc = "".join(str(back[name].description).split())
+                assert desc.startswith("".join(want["description"].split())), (fmt, name)
+            assert back[name].description, (fmt, name)
+        obsids = [str(o) for o in back["obsid"]]
+        assert obsids == [str(o) for o in t["obsid"]] and all(len(o) == 10 for o in obsids), fmt
+        for name in ("created", "finished", "date_obs"):
+            if name in back.colnames:
+                masked = np.ma.getmaskarray(back[name])  # VOTable: empty strings masked
+                values = [str(v) for v, m in zip(back[name], masked) if not m and str(v)]
+                if values:
+                    Time(values)  # ISO times astropy parses
+    # UCDs: VOTable ucd attributes, FITS TUCDn; descriptions in FITS TCOMMn
+    vot = Table.read(io.BytesIO(format_table(t, "votable")), format="votable")
+    assert vot["obsid"].meta["ucd"] == "meta.id;obs"
+    assert all(vot[c].meta.get("ucd") for c in vot.colnames)
+    assert vot["created"].meta.get("xtype") == "timestamp"
+    with fits.open(io.BytesIO(format_table(t, "fits"))) as hdul:
+        hdr = hdul[1].header
+        for i, name in enumerate(t.colnames, start=1):
+            assert hdr[f"TTYPE{i}"] == name
+            assert hdr[f"TUCD{i}"], name
+            if name in props:
+                assert hdr[f"TCOMM{i}"] == props[name]["description"], name
+            if props.get(name, {}).get("unit"):
+                assert u.Unit(hdr[f"TUNIT{i}"]) == u.Unit(props[name]["unit"])
+
+
+def test_an_empty_answer_writes_in_every_format(store_url):
+    t = query_catalog(store_url, catalog="runs")  # this store has no runs rows
+    assert len(t) == 0
+    for fmt in EXPORT_FORMATS:
+        data = format_table(t, fmt)
+        if fmt in ("votable", "fits", "parquet"):
+            back = Table.read(io.BytesIO(data), format=fmt)
+            assert len(back) == 0 and back.colnames == t.colnames, fmt
+
+
+def test_csv_obsids_round_trip_as_ten_character_strings(store_url):
+    t = query_catalog(store_url, catalog="observations")
+    want = [str(o) for o in t["obsid"]]
+    plain = format_table(t, "csv")
+    assert list(pd.read_csv(io.StringIO(plain), dtype={"obsid": str})["obsid"]) == want
+    ecsv = format_table(t, "ecsv")
+    back = Table.read(ecsv, format="ascii.ecsv")
+    assert list(back["obsid"]) == want and back["obsid"].dtype.kind == "U"
+    assert str(back["ra_pnt"].unit) == "deg"
+    # pandas reads the ECSV variant as a CSV with comment lines
+    df = pd.read_csv(io.StringIO(ecsv), comment="#", dtype={"obsid": str})
+    assert list(df["obsid"]) == want
+
+
+def test_binary_formats_refuse_a_terminal(store_url, monkeypatch, tmp_path):
+    import sys as _sys
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    from xsa_enhance.cli import catalog as cli_catalog
+
+    monkeypatch.setattr(cli_catalog.sys, "stdout", Tty())
+    for fmt in ("fits", "parquet"):
+        with pytest.raises(Exception) as err:
+            cli_catalog.query_cmd.main(["--store", store_url, "--format", fmt],
+                                       standalone_mode=False)
+        assert "binary" in str(err.value) and "--output" in str(err.value)
+    # with a file it is written
+    out = tmp_path / "p.fits"
+    cli_catalog.query_cmd.main(["--store", store_url, "--format", "fits", "-o", str(out)],
+                               standalone_mode=False)
+    assert Table.read(out, format="fits").colnames[0] == "obsid"
+    assert _sys.stdout is not None

@@ -21,39 +21,61 @@ def catalog_group() -> None:
 @click.option("--store", required=True, help="Product store (path or fsspec URL).")
 @click.option("--catalog", "which", type=click.Choice(["products", "slices", "observations", "runs"]),
               default="products", show_default=True, help="Which catalog.")
-@click.option("--cone", type=(float, float, float), default=None, metavar="RA DEC RADIUS",
-              help="Observations pointed within RADIUS degrees of RA, DEC.")
-@click.option("--obsid", "obsids", multiple=True, help="Observation id (repeatable).")
+@click.option("--cone", type=(str, str, str), default=None, metavar="RA DEC RADIUS",
+              help="Observations pointed within RADIUS of RA, DEC: degrees (161.265 -59.685 "
+                   "0.5) or sexagesimal (10h45m03.6s -59d41m04s 30arcmin).")
+@click.option("--cone-name", type=(str, str), default=None, metavar="NAME RADIUS",
+              help="Like --cone around an object name resolved through astropy (needs the "
+                   "network).")
+@click.option("--obsid", "obsids", multiple=True, help="Observation id, 10 digits (repeatable).")
 @click.option("--exposure", "exposure_ks", type=float, default=None,
               help="Slice exposure in ks (slices, products).")
-@click.option("--model", default=None, help="Model name (products).")
-@click.option("--clamp", default=None, help="Clamp mode (products).")
+@click.option("--model", default=None,
+              help="Model NAME-vN, or alias NAME for every version (products).")
+@click.option("--clamp", default=None,
+              help="Clamp mode: constant, quantile, none (a family) or e.g. quantile:0.9999 "
+                   "(products).")
 @click.option("--since", default=None, help="Rows committed at or after this UTC date.")
-@click.option("--status", default=None, help="ok / failed / skipped (observations, runs).")
+@click.option("--observed-after", default=None,
+              help="Observations whose exposure started (DATE-OBS) at or after this date.")
+@click.option("--observed-before", default=None,
+              help="Observations whose exposure started (DATE-OBS) before this date.")
+@click.option("--status", default=None,
+              help="observations: ok / skipped; runs: ok / failed / skipped.")
 @click.option("--format", "fmt",
-              type=click.Choice(["table", "csv", "json", "votable", "fits", "parquet"]),
+              type=click.Choice(["table", "csv", "ecsv", "json", "votable", "fits", "parquet"]),
               default="table", show_default=True, help="Output format.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to this file instead of standard output.")
 def query_cmd(
     store: str,
     which: str,
-    cone: tuple[float, float, float] | None,
+    cone: tuple[str, str, str] | None,
+    cone_name: tuple[str, str] | None,
     obsids: tuple[str, ...],
     exposure_ks: float | None,
     model: str | None,
     clamp: str | None,
     since: str | None,
+    observed_after: str | None,
+    observed_before: str | None,
     status: str | None,
     fmt: str,
     output: Path | None,
 ) -> None:
-    """Select catalog rows and print or write them (table, csv, json, votable, fits, parquet)."""
-    from xsa_enhance.store.query import format_table, query_catalog
+    """Select catalog rows and print or write them (table, csv, ecsv, json, votable, fits,
+    parquet)."""
+    from xsa_enhance.store.query import BINARY_FORMATS, format_table, query_catalog
 
+    if cone is not None and cone_name is not None:
+        raise UserError("give --cone or --cone-name, not both")
+    if output is None and fmt in BINARY_FORMATS and sys.stdout.isatty():
+        raise UserError(f"--format {fmt} is binary: use --output FILE or a pipe")
     table = query_catalog(
-        store, catalog=which, cone=cone, obsid=list(obsids) or None, exposure_ks=exposure_ks,
-        model=model, clamp=clamp, since=since, status=status,
+        store, catalog=which, cone=cone if cone is not None else cone_name,
+        obsid=list(obsids) or None, exposure_ks=exposure_ks, model=model, clamp=clamp,
+        since=since, status=status, observed_after=observed_after,
+        observed_before=observed_before,
     )
     data = format_table(table, fmt)
     if output is not None:
@@ -61,8 +83,6 @@ def query_cmd(
         click.echo(f"{len(table)} rows written to {output}", err=True)
         return
     if isinstance(data, bytes):
-        if sys.stdout.isatty():
-            raise UserError(f"--format {fmt} is binary: use --output FILE or a pipe")
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:

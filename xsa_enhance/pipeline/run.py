@@ -155,6 +155,10 @@ class RunSummary:
         return "\n".join(lines)
 
 
+#: The aliases of the shipped models (the default ``enhance.models``).
+_STANDARD_ALIASES: tuple[str, ...] = ("xmm-superres", "xmm-denoise")
+
+
 def resolve_models(
     refs: tuple[str, ...] | list[str],
     clamps: tuple[str, ...] | list[str] | None = None,
@@ -227,7 +231,15 @@ def resolve_models(
                 except ConfigError as exc:
                     if registry_empty is None:
                         registry_empty = not list_models()
-                    if not registry_empty or require:
+                    if not registry_empty or require or ref not in _STANDARD_ALIASES:
+                        # an unknown name stops the run before anything is harvested; only
+                        # the standard aliases may lack weights (an empty registry)
+                        if registry_empty and ref not in _STANDARD_ALIASES:
+                            raise ConfigError(
+                                f"unknown model {ref!r}: no weights are registered; known "
+                                f"aliases: {', '.join(_STANDARD_ALIASES)} (install weights "
+                                "with `xsa-enhance model register`, or give a .pt path)"
+                            ) from exc
                         raise
                     note = f"model {ref} not available ({exc}); its products are not made"
                     if note not in notes:
@@ -532,10 +544,17 @@ def _run_pipeline(
                     summary.stage_seconds[k] = summary.stage_seconds.get(k, 0.0) + float(v)
                 st.task_s += float((result.timings or {}).get("total_s", 0.0))
                 if what == "observation":
-                    _handle_observation(result, st, batch, summary, state)
+                    jobs: list[tuple[str, ModelInfo, str]] = []
                     if result.status == "ok":
                         slices = [(r["slice_id"], int(r["length_ks"])) for r in result.slices]
-                        submit_products(st, product_jobs(obsid, slices))
+                        jobs = product_jobs(obsid, slices)
+                        if not jobs and not result.reason:
+                            # an ok observation without products says why (both catalogs)
+                            result.reason = no_products_reason(
+                                result.observation, slices, enh.slice_lengths_ks, models)
+                            result.observation["reason"] = result.reason
+                    _handle_observation(result, st, batch, summary, state)
+                    submit_products(st, jobs)
                 else:
                     if result.status == "ok":
                         batch.setdefault("products", []).append(result.product)
@@ -581,6 +600,35 @@ def _run_pipeline(
         summary.driver_seconds["finalize_s"] = time.perf_counter() - t_fin
         summary.wall_s = time.perf_counter() - t_wall
     return summary
+
+
+def no_products_reason(observation: dict[str, Any], slices: list[tuple[str, int]],
+                       lengths_ks: tuple[float, ...], models: list[ModelInfo]) -> str:
+    """Why an observation processed without error got no enhanced product (one line).
+
+    Parameters
+    ----------
+    observation : dict
+        Its ``observations`` catalog row (``clean_exposure`` in s).
+    slices : list of (slice_id, length_ks)
+        The slice images written.
+    lengths_ks : tuple of float
+        Slice exposures the models enhance (``enhance.slice_lengths_ks``).
+    models : list of ModelInfo
+        The (weights, clamp) pairs of the run.
+
+    Returns
+    -------
+    str
+    """
+    if not models:
+        return "no enhanced products: no model was run (none given or no weights installed)"
+    wanted = " or ".join(f"{w:g} ks" for w in sorted(lengths_ks))
+    made = sorted({length for _, length in slices})
+    have = ", ".join(f"{length} ks" for length in made) if made else "none"
+    clean = float(observation.get("clean_exposure", float("nan")))
+    return (f"no enhanced products: clean exposure {clean / 1000:.1f} ks gives no {wanted} "
+            f"slice for the models (slices made: {have})")
 
 
 def _reprocessed(store: ProductStore, records: dict[str, dict[str, Any]]) -> list[str]:

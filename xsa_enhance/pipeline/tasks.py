@@ -365,6 +365,13 @@ def _check_product_attrs(obsid: str, slice_id: str, attrs: dict[str, Any]) -> No
         raise ObservationError(obsid, f"product attributes of {slice_id} invalid: {text}")
 
 
+def _float_or_nan(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def product_task(
     obsid: str,
     slice_id: str,
@@ -475,6 +482,8 @@ def product_task(
             clamp_value = float(clamp_value)
         except (TypeError, ValueError):
             clamp_value = float("nan")
+        input_counts = float(np.asarray(data.counts, dtype=float)[in_mask].sum())
+        output_counts = float(np.asarray(out.counts, dtype=float)[out_mask].sum())
         row = {
             "obsid": obsid,
             "expidstr": str(src.get("expidstr", "")),
@@ -489,9 +498,15 @@ def product_task(
             "clamp_mismatch": attrs["clamp_mismatch"],
             "stretch": attrs["stretch"],
             "grid": attrs["grid"],
-            "input_counts": float(np.asarray(data.counts, dtype=float)[in_mask].sum()),
-            "output_counts": float(np.asarray(out.counts, dtype=float)[out_mask].sum()),
+            "input_counts": input_counts,
+            "output_counts": output_counts,
             "output_exposure": float(out.exposure_s),
+            "input_exposure": exposure_s,
+            "input_rate": input_counts / exposure_s if exposure_s > 0 else float("nan"),
+            "output_rate": (output_counts / float(out.exposure_s) if out.exposure_s > 0
+                            else float("nan")),
+            "output_background": "excluded" if model.kind == "sr" else "included",
+            "restored_rate": _float_or_nan(provenance.get("restored_rate")),
             "uncertainty_samples": (int(provenance.get("uncertainty_n_samples") or 0)
                                     if out.uncertainty is not None else 0),
             **uncertainty_summary(out.counts, out.uncertainty, out_mask),

@@ -90,17 +90,19 @@ CATALOG_SCHEMAS: dict[str, tuple[Column, ...]] = {
         _c("pa_pnt", "f8", "deg", "position angle of the pointing (PA_PNT)"),
         _c("filter", "str", "", "EPIC-pn filter"),
         _c("submode", "str", "", "EPIC-pn submode"),
-        _c("date_obs", "str", "", "start of the exposure (DATE-OBS)"),
+        _c("date_obs", "str", "", "start of the exposure (DATE-OBS of the event list, "
+                                  "ISO 8601)"),
         _c("ontime", "f8", "s", "sum of the CCD good time intervals (ONTIME)"),
         _c("clean_exposure", "f8", "s", "exposure left after flare filtering"),
         _c("flare_fraction", "f8", "", "fraction of the good time removed as flares"),
         _c("n_slices", "i8", "", "number of slice images stored"),
         _c("pps_version", "str", "", "PPS version of the harvested products"),
-        _c("pps_proc_date", "str", "", "PPS processing date"),
+        _c("pps_proc_date", "str", "", "PPS processing date (ISO 8601)"),
         _c("harvest_status", "str", "", "downloaded or cached"),
         _c("harvest_time", "str", "", "when the products were harvested (UTC, ISO 8601)"),
         _c("status", "str", "", "ok or skipped"),
-        _c("reason", "str", "", "why the observation was skipped (empty when ok)"),
+        _c("reason", "str", "", "why the observation was skipped, or why an ok observation has "
+                                "no enhanced product (empty otherwise)"),
         _c("store_path", "str", "", "group of the observation in the store"),
         _c("run_id", "str", "", "run that committed the row"),
         _c("created", "str", "", "when the row was committed (UTC, ISO 8601)"),
@@ -115,7 +117,8 @@ CATALOG_SCHEMAS: dict[str, tuple[Column, ...]] = {
         _c("start", "f8", "s", "start of the first good time interval (mission time, TT)"),
         _c("stop", "f8", "s", "end of the last good time interval (mission time, TT)"),
         _c("exposure", "f8", "s", "clean exposure of the slice"),
-        _c("counts", "i8", "", "counts in the image (band, screened, inside the mask)"),
+        _c("counts", "i8", "ct", "counts in the image (band, screened, inside the mask), "
+                                 "collected in exposure"),
         _c("band", "str", "", "energy band of the image (PI range, eV)"),
         _c("store_path", "str", "", "group of the slice input in the store"),
         _c("run_id", "str", "", "run that committed the row"),
@@ -138,9 +141,13 @@ CATALOG_SCHEMAS: dict[str, tuple[Column, ...]] = {
                                          "trained_clamp is empty)"),
         _c("stretch", "str", "", "intensity stretch (linear, sqrt, asinh, log, hdr)"),
         _c("grid", "str", "", "output grid (1x: 4 arcsec pixels, 2x: 2 arcsec pixels)"),
-        _c("input_counts", "f8", "", "counts of the input image inside the mask"),
-        _c("output_counts", "f8", "", "counts of the enhanced image inside its mask"),
-        _c("output_exposure", "f8", "s", "exposure the enhanced image represents"),
+        _c("input_counts", "f8", "ct", "counts of the input image inside the mask, collected in "
+                                       "input_exposure (background included)"),
+        _c("output_counts", "f8", "ct", "counts of the enhanced image inside its mask, for "
+                                        "output_exposure (the model's target exposure, not the "
+                                        "input's; background as in output_background)"),
+        _c("output_exposure", "f8", "s", "exposure the enhanced image represents (the model's "
+                                         "target exposure: output_counts refer to it)"),
         _c("uncertainty_samples", "i8", "", "resamples of the input behind the stored per-pixel "
                                             "uncertainty array (0: no uncertainty stored)",
            fill=0),
@@ -150,6 +157,18 @@ CATALOG_SCHEMAS: dict[str, tuple[Column, ...]] = {
         _c("median_significance", "f8", "", "median of output / uncertainty over the mask "
                                             "pixels with a non-zero uncertainty (NaN without "
                                             "one)"),
+        _c("input_exposure", "f8", "s", "clean exposure of the input slice (input_counts refer "
+                                        "to it; NaN: product made before it was recorded)"),
+        _c("input_rate", "f8", "ct/s", "input_counts / input_exposure (NaN: not recorded)"),
+        _c("output_rate", "f8", "ct/s", "output_counts / output_exposure, comparable with "
+                                        "input_rate (NaN: not recorded)"),
+        _c("output_background", "str", "", "whether the output counts include the background: "
+                                           "included (DN, trained on targets with background) or "
+                                           "excluded (SR, trained on background-free targets); "
+                                           "empty: not recorded"),
+        _c("restored_rate", "f8", "ct/s", "bright-source rate above the clamp added back to the "
+                                          "output (part of output_rate; 0: none clipped or no "
+                                          "restoration; NaN: not recorded)"),
         _c("store_path", "str", "", "group of the product in the store"),
         _c("software_version", "str", "", "xsa-enhance version that made the product"),
         _c("run_id", "str", "", "run that committed the row"),
@@ -160,7 +179,8 @@ CATALOG_SCHEMAS: dict[str, tuple[Column, ...]] = {
         _c("obsid", "str", "", "observation identifier"),
         _c("status", "str", "", "ok, failed or skipped"),
         _c("stage", "str", "", "stage that decided the status (select, harvest, events, enhance, store)"),
-        _c("reason", "str", "", "why it failed or was skipped (empty when ok)"),
+        _c("reason", "str", "", "why it failed or was skipped, or why an ok observation has no "
+                                "enhanced product (empty otherwise)"),
         _c("n_slices", "i8", "", "slice images written in this run"),
         _c("n_products", "i8", "", "enhanced products written in this run"),
         _c("started", "str", "", "when the observation was submitted (UTC, ISO 8601)"),
@@ -186,7 +206,9 @@ LATE_COLUMNS: dict[str, frozenset[str]] = {
     "observations": frozenset(),
     "slices": frozenset(),
     "products": frozenset({"trained_clamp", "clamp_mismatch", "uncertainty_samples",
-                           "flux_fraction_below_3sigma", "median_significance"}),
+                           "flux_fraction_below_3sigma", "median_significance",
+                           "input_exposure", "input_rate", "output_rate", "output_background",
+                           "restored_rate"}),
     "runs": frozenset(),
 }
 

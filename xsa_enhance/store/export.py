@@ -140,7 +140,8 @@ def select_images(
     slices : sequence of str, optional
         Slice ids (``S003_020ks_000``) or lengths in ks (``"20"``) to keep.
     models : sequence of str, optional
-        Model names to keep (default: all); an empty sequence keeps no product.
+        Model names (``NAME-vN``) or aliases (``NAME``: every version) to keep (default:
+        all); an empty sequence keeps no product.
     inputs : bool
         Include the un-enhanced slice images.
 
@@ -152,7 +153,8 @@ def select_images(
     Raises
     ------
     InputFileError
-        When the observation is not in the store's catalogs.
+        When the observation is not in the store's catalogs, or a model in ``models`` has
+        no product of it (the message lists its models).
     """
     slices_t = store.catalog("slices").read()
     rows = slices_t[np.asarray(slices_t["obsid"], dtype=str) == obsid] if len(slices_t) else slices_t
@@ -176,11 +178,29 @@ def select_images(
     prods = store.catalog("products").read()
     if len(prods):
         prods = prods[np.asarray(prods["obsid"], dtype=str) == obsid]
+    selected: set[str] | None = None
+    if models is not None:
+        from xsa_enhance.errors import ConfigError
+        from xsa_enhance.store.query import model_filter
+
+        here = sorted({str(m) for m in prods["model"]}) if len(prods) else []
+        selected = set()
+        for name in models:
+            try:
+                chosen = model_filter(name, here, where=f"observation {obsid}")
+            except ConfigError as exc:
+                raise InputFileError(store.url, str(exc)) from exc
+            if not chosen:
+                listing = ", ".join(here) if here else "none"
+                raise InputFileError(store.url, f"observation {obsid} has no product of model "
+                                                f"{name!r}; its models: {listing}")
+            selected |= chosen
+    if len(prods):
         for r in prods:
             sid = str(r["slice_id"])
             if not slice_ok(sid, lengths.get(sid, -1)):
                 continue
-            if models is not None and str(r["model"]) not in models:
+            if selected is not None and str(r["model"]) not in selected:
                 continue
             out.append({"kind": "product", "slice_id": sid, "model": str(r["model"]),
                         "clamp": str(r["clamp_mode"]), "path": str(r["store_path"])})
@@ -304,9 +324,11 @@ SIGNIFICANCE_VMAX: float = 10.0
 
 def quicklook_png(
     images: Sequence[tuple[str, np.ndarray] | tuple[str, np.ndarray, str]],
-    path: str | os.PathLike[str], *, title: str = ""
+    path: str | os.PathLike[str], *, title: str = "",
+    colorbar_label: str = "count rate (ct/s per 4\" pixel), asinh scale",
 ) -> Path:
-    """Save images side by side as a PNG, on one asinh scale set by the first image.
+    """Save images side by side as a PNG, on one asinh scale set by the first image, each
+    with a colour bar labelled in physical units.
 
     Parameters
     ----------
@@ -319,6 +341,9 @@ def quicklook_png(
         Output PNG.
     title : str
         Figure title.
+    colorbar_label : str
+        Label of the colour bars of the image panels (their ticks are in the images' units,
+        per 4-arcsec pixel).
     """
     import matplotlib
 
@@ -345,8 +370,16 @@ def quicklook_png(
         img = img * (img.shape[0] / 411.0) ** 2  # a 2" pixel is a quarter of a 4" one
         if hi is None:
             hi = float(np.nanpercentile(img[img > 0], 99.5)) if np.any(img > 0) else 1.0
-        ax.imshow(np.arcsinh(img / max(hi * 0.05, 1e-9)), origin="lower", cmap="magma",
-                  vmin=0, vmax=np.arcsinh(20.0))
+        soft = max(hi * 0.05, 1e-9)
+        im = ax.imshow(np.arcsinh(img / soft), origin="lower", cmap="magma",
+                       vmin=0, vmax=np.arcsinh(20.0))
+        # ticks in physical units: the asinh-stretched values mapped back to the rate
+        cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        ticks = [v for v in (0.0, 1.0, 3.0, 10.0, 20.0)]
+        cb.set_ticks([float(np.arcsinh(v)) for v in ticks])
+        cb.set_ticklabels([f"{v * soft:.2g}" for v in ticks])
+        cb.set_label(colorbar_label, fontsize=7)
+        cb.ax.tick_params(labelsize=6)
         ax.set_title(label, fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
