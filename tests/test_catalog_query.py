@@ -427,3 +427,30 @@ def test_binary_formats_refuse_a_terminal(store_url, monkeypatch, tmp_path):
                                standalone_mode=False)
     assert Table.read(out, format="fits").colnames[0] == "obsid"
     assert _sys.stdout is not None
+
+
+def test_quicklooks_have_a_colour_bar_with_a_scale_label(store_url, tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figures = []
+    original = Figure.savefig
+
+    def keep(self, *args, **kwargs):
+        figures.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    res = CliRunner().invoke(main, ["export", "--store", store_url, "--obsid", "0100000001",
+                                    "--slice", "20", "--png", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    (fig,) = figures
+    images = [ax for ax in fig.axes if ax.images]
+    bars = [ax for ax in fig.axes if not ax.images and ax.get_ylabel()]
+    assert len(images) == 3 and len(bars) == 3  # input, two products, one bar each
+    for bar in bars:
+        assert "ct/s" in bar.get_ylabel() and "asinh" in bar.get_ylabel()
+        labels = [t.get_text() for t in bar.get_yticklabels()]
+        assert labels[0] == "0" and all(labels)
