@@ -130,8 +130,10 @@ def demo_cmd(out_dir: Path, n_obs: int, workers: int, seed: int, in_process: boo
     store = ProductStore(config.store, mode="r")
     which = "products" if store.catalog("products").nrows else "slices"
     table = query_catalog(store, catalog=which)
+    # rates (counts/s) compare inputs and outputs; the counts refer to different exposures
     keep = [c for c in ("obsid", "slice_id", "length_ks", "model", "clamp_mode", "exposure",
-                        "counts", "input_counts", "output_counts", "ra_pnt", "dec_pnt")
+                        "counts", "input_rate", "output_rate", "output_exposure",
+                        "output_background", "ra_pnt", "dec_pnt")
             if c in table.colnames]
     click.echo("")
     click.echo(f"== xsa-enhance catalog query --store {config.store} --catalog {which} ==")

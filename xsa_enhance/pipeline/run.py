@@ -624,11 +624,14 @@ def no_products_reason(observation: dict[str, Any], slices: list[tuple[str, int]
     if not models:
         return "no enhanced products: no model was run (none given or no weights installed)"
     wanted = " or ".join(f"{w:g} ks" for w in sorted(lengths_ks))
-    made = sorted({length for _, length in slices})
-    have = ", ".join(f"{length} ks" for length in made) if made else "none"
+    made = sorted({length for _, length in slices if length > 0})
+    have = [f"{length} ks" for length in made]
+    if any(length <= 0 for _, length in slices):
+        have.append("the full exposure")  # length 0: the whole clean exposure in one image
+    have_txt = ", ".join(have) if have else "none"
     clean = float(observation.get("clean_exposure", float("nan")))
     return (f"no enhanced products: clean exposure {clean / 1000:.1f} ks gives no {wanted} "
-            f"slice for the models (slices made: {have})")
+            f"slice for the models (images made: {have_txt})")
 
 
 def _reprocessed(store: ProductStore, records: dict[str, dict[str, Any]]) -> list[str]:
