@@ -7,6 +7,8 @@ A one-observation local archive and tiny SR/DN networks registered as ``xmm-supe
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from _tiny import minimal_archive, tiny_weights
@@ -179,3 +181,23 @@ def test_run_refuses_an_unknown_model_before_harvesting(tmp_path, monkeypatch):
                                     "--model", "xmm-superres-v9"])
     assert res.exit_code == 2, res.output
     assert "unknown model 'xmm-superres-v9'" in res.output and "Traceback" not in res.output
+
+
+def test_progress_lines_keep_one_total(capsys):
+    from xsa_enhance.cli.run import ProgressPrinter
+    from xsa_enhance.pipeline.run import ProgressState
+
+    printer = ProgressPrinter()
+    st = ProgressState(observations_total=3)
+    totals = []
+    # products become known as observations finish: 2, then 2 more
+    for obs_done, prod_total, prod_done in ((1, 2, 0), (2, 4, 2), (3, 4, 4)):
+        st.observations_done, st.products_total, st.products_done = obs_done, prod_total, prod_done
+        st.message = f"obs{obs_done} ok"
+        printer(st)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        totals.append(re.match(r"^\[obs (\d+)/(\d+)\]", line).group(2))
+    assert totals == ["3", "3", "3"]
+    assert "products 0/2+" in lines[0] and "products 4/4 " in lines[2]

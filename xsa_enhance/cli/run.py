@@ -28,24 +28,26 @@ class ProgressPrinter:
     def __call__(self, state: Any) -> None:  # noqa: D102 - callback
         if not self.enabled:
             return
-        total = state.observations_total + state.products_total
-        done = state.observations_done + state.products_done
+        # The count that does not move is the observations': products are only known once
+        # their observation is processed, so their total is shown as a lower bound ("8+")
+        # until every observation is done.
+        total = state.observations_total
+        done = state.observations_done
+        more = "+" if state.observations_done < state.observations_total else ""
         postfix = (
-            f"obs {state.observations_done}/{state.observations_total} "
-            f"slices {state.slices_done} products {state.products_done}/{state.products_total} "
-            f"skipped {state.skipped} failed {state.failures}"
+            f"slices {state.slices_done} products {state.products_done}/"
+            f"{state.products_total}{more} skipped {state.skipped} failed {state.failures}"
         )
         if sys.stderr.isatty():
             if self._bar is None:
                 from tqdm import tqdm
 
-                self._bar = tqdm(total=total, desc="xsa-enhance run", file=sys.stderr,
-                                 unit="task", dynamic_ncols=True)
-            self._bar.total = total
+                self._bar = tqdm(total=total, desc="observations", file=sys.stderr,
+                                 unit="obs", dynamic_ncols=True)
             self._bar.n = done
             self._bar.set_postfix_str(postfix, refresh=True)
         elif state.observations_done != self._last_done and state.message:
-            click.echo(f"[{done}/{total}] {state.message}; {postfix}", err=True)
+            click.echo(f"[obs {done}/{total}] {state.message}; {postfix}", err=True)
         self._last_done = state.observations_done
 
     def close(self) -> None:
