@@ -9,10 +9,12 @@ append leaves the catalogs as they were (the stale tail is overwritten by the ne
 and rows committed together (an observation and its slices) appear together.
 
 Columns added in later versions (:data:`LATE_COLUMNS`, e.g. the products' ``trained_clamp``
-and ``clamp_mismatch``, or the uncertainty summary ``uncertainty_samples``,
-``flux_fraction_below_3sigma`` and ``median_significance``) may be missing from stores
-written before: they read as their fill value (``""``, ``False``, ``0`` samples, NaN) and
-the first append creates them, filled for the older rows.
+and ``clamp_mismatch``, the uncertainty summary ``uncertainty_samples``,
+``flux_fraction_below_3sigma`` and ``median_significance``, or the physical columns
+``input_exposure``, ``input_rate``, ``output_rate``, ``output_background`` and
+``restored_rate``) may be missing from stores written before: they read as their fill value
+(``""``, ``False``, ``0`` samples, NaN) and the first append creates them, filled for the
+older rows.
 """
 
 from __future__ import annotations
