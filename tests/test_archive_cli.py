@@ -70,6 +70,17 @@ def test_harvest_cone_and_min_duration(archive, tmp_path):
                  str(short.dec), "0.01"])
     assert r.exit_code == 0, r.output
     assert f"done     {short.obsid}" in r.output and "done: 1 " in r.output
+    # the same cone in sexagesimal (RA in hours) with the radius as an angle
+    from astropy import units as u
+    from astropy.coordinates import Angle
+
+    ra = Angle(short.ra, u.deg).to_string(unit=u.hour, sep="hms", precision=3)
+    dec = Angle(short.dec, u.deg).to_string(unit=u.deg, sep="dms", precision=2, alwayssign=True)
+    r = _invoke(["harvest", "--tap-url", archive.tap_url, "--aio-url", archive.aio_url,
+                 "--out", str(tmp_path / "sexa"), "--min-duration", "10", "--cone", ra, dec,
+                 "0.6arcmin"])
+    assert r.exit_code == 0, r.output
+    assert f"done     {short.obsid}" in r.output and "done: 1 " in r.output
 
 
 @pytest.mark.parametrize("args, message", [

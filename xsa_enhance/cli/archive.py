@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from xsa_enhance.cli.common import UserError, progress
+from xsa_enhance.cli.common import CONE_HELP, UserError, cone_degrees, progress
 
 __all__ = ["archive_group", "harvest_cmd"]
 
@@ -93,8 +93,8 @@ def serve_cmd(port: int, n_obs: int, seed: int, root: Path | None, server_errors
               help="Harvest these observations (no TAP selection). Repeatable.")
 @click.option("--min-duration", type=click.FloatRange(0), default=20.0, show_default=True,
               help="Minimum pn exposure, ks.")
-@click.option("--cone", type=(float, float, float), default=None, metavar="RA DEC RADIUS",
-              help="Pointings within RADIUS degrees of (RA, DEC).")
+@click.option("--cone", type=(str, str, str), default=None, metavar="RA DEC RADIUS",
+              help=CONE_HELP)
 @click.option("--since", default=None, help="Only PPS processed after this UTC date.")
 @click.option("--start", default=None, help="Observations starting at or after this date.")
 @click.option("--end", default=None, help="Observations starting before this date.")
@@ -113,7 +113,7 @@ def serve_cmd(port: int, n_obs: int, seed: int, root: Path | None, server_errors
               type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the summary as JSON here.")
 def harvest_cmd(tap_url: str | None, aio_url: str | None, out_dir: Path, obsids: tuple[str, ...],
-                min_duration: float, cone: tuple[float, float, float] | None, since: str | None,
+                min_duration: float, cone: tuple[str, str, str] | None, since: str | None,
                 start: str | None, end: str | None, include_proprietary: bool,
                 credentials_file: Path | None, timeout: float, retries: int, backoff: float, jobs: int,
                 summary_path: Path | None) -> None:
@@ -142,7 +142,7 @@ def harvest_cmd(tap_url: str | None, aio_url: str | None, out_dir: Path, obsids:
         if cone or since or start or end:
             click.echo("note: --obsid given; selection options are ignored", err=True)
     else:
-        selection = Selection(min_duration_ks=min_duration, cone=cone, since=since, start=start,
+        selection = Selection(min_duration_ks=min_duration, cone=cone_degrees(cone), since=since, start=start,
                               end=end, include_proprietary=include_proprietary)
         records = select_observations(selection, config=config)
         click.echo(f"selected {len(records)} observations from {config.tap_url}", err=True)

@@ -94,7 +94,8 @@ def query_cmd(
 @click.option("--obsid", required=True, help="Observation id.")
 @click.option("--slice", "slices", multiple=True,
               help="Slice id (S003_020ks_000) or length in ks (20); repeatable [all].")
-@click.option("--model", "models", multiple=True, help="Model name (repeatable) [all].")
+@click.option("--model", "models", multiple=True,
+              help="Model NAME-vN or alias NAME (every version; repeatable) [all].")
 @click.option("--fits", "fits_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write FITS images with the sky WCS into this folder.")
 @click.option("--png", "png_dir", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -9,7 +9,11 @@ from typing import TypeVar
 
 import click
 
-__all__ = ["UserError", "configure_logging", "progress"]
+__all__ = ["UserError", "configure_logging", "progress", "cone_degrees", "CONE_HELP"]
+
+#: Help text of the ``--cone RA DEC RADIUS`` options.
+CONE_HELP = ("Pointings within RADIUS of RA, DEC: degrees (161.265 -59.685 0.5) or sexagesimal "
+             "(10h45m03.6s -59d41m04s 30arcmin).")
 
 T = TypeVar("T")
 
@@ -86,3 +90,29 @@ def progress(items: Iterable[T], *, total: int | None = None, desc: str = "") ->
             click.echo(f"{desc}: {done}{suffix}", err=True)
     if done == 0:
         log.debug("%s: nothing to do", desc)
+
+
+def cone_degrees(cone: tuple[str, str, str] | None) -> tuple[float, float, float] | None:
+    """``--cone RA DEC RADIUS`` as typed (degrees, sexagesimal, radius with a unit) in degrees.
+
+    Parameters
+    ----------
+    cone : (str, str, str) or None
+        The option's values.
+
+    Returns
+    -------
+    (float, float, float) or None
+        RA, Dec (ICRS) and radius in degrees.
+
+    Raises
+    ------
+    xsa_enhance.errors.ConfigError
+        Values out of range or unreadable (one line naming the accepted forms).
+    """
+    if cone is None:
+        return None
+    from xsa_enhance.store.query import parse_cone
+
+    centre, radius = parse_cone(cone)
+    return float(centre.ra.deg), float(centre.dec.deg), float(radius.deg)

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from xsa_enhance.cli.common import UserError
+from xsa_enhance.cli.common import CONE_HELP, UserError, cone_degrees
 
 __all__ = ["run_cmd", "ProgressPrinter", "build_config"]
 
@@ -100,8 +100,8 @@ def _print_dashboard(executor: Any) -> None:
 @click.option("--obsid", "obsids", multiple=True, help="Observation id (repeatable).")
 @click.option("--min-duration", type=click.FloatRange(0), default=None,
               help="Shortest pn exposure to select, ks [20].")
-@click.option("--cone", type=(float, float, float), default=None, metavar="RA DEC RADIUS",
-              help="Pointings within RADIUS degrees of RA, DEC.")
+@click.option("--cone", type=(str, str, str), default=None, metavar="RA DEC RADIUS",
+              help=CONE_HELP)
 @click.option("--since", default=None,
               help="Only PPS processed since this UTC date, or 'last-successful-run'.")
 @click.option("--max-observations", type=click.IntRange(1), default=None,
@@ -140,7 +140,7 @@ def run_cmd(
     credentials_file: str | None,
     obsids: tuple[str, ...],
     min_duration: float | None,
-    cone: tuple[float, float, float] | None,
+    cone: tuple[str, str, str] | None,
     since: str | None,
     max_observations: int | None,
     models: tuple[str, ...],
@@ -195,7 +195,7 @@ def run_cmd(
         "selection": {
             "obsids": tuple(obsids) or None,
             "min_duration_ks": min_duration,
-            "cone": cone,
+            "cone": cone_degrees(cone),
             "since": since,
             "max_observations": max_observations,
         },
