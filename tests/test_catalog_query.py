@@ -238,6 +238,7 @@ def test_bad_filter_values_are_one_line_errors_naming_the_choices(store_url):
     _one_line_error([*s, "--cone", "10", "20", "0"], "0 < radius <= 180")
     _one_line_error([*s, "--cone", "10", "20", "500"], "0 < radius <= 180")
     _one_line_error([*s, "--cone", "10h", "north", "1"], "cannot read the cone centre")
+    _one_line_error([*s, "--cone", "25h", "0", "1"], "0 <= RA <= 360")
     _one_line_error([*s, "--cone", "10", "20", "1furlong"], "bad cone radius")
     _one_line_error([*s, "--catalog", "observations", "--status", "okk"],
                     "unknown status 'okk'", "ok, skipped")
@@ -276,7 +277,8 @@ def test_cone_accepts_what_skycoord_accepts(store_url, monkeypatch):
     assert set(ref["obsid"]) == {"0100000001", "0100000002"}
     # 10.1 deg = 0h40m24s; 0.5 deg = 30 arcmin
     for cone in [("0h40m24s", "+20d00m00s", "30arcmin"), ("0:40:24", "20:00:00", 0.5),
-                 ("0h40m24s +20d00m00s", "0.5deg"), (SkyCoord(10.1 * u.deg, 20 * u.deg), 0.5)]:
+                 ("0h40m24s +20d00m00s", "0.5deg"), (SkyCoord(10.1 * u.deg, 20 * u.deg), 0.5),
+                 ("10.1", "+20d00m00s", 0.5), ("10.1d", "20:00:00", "1800arcsec")]:
         t = query_catalog(store_url, catalog="observations", cone=cone)
         assert list(t["obsid"]) == list(ref["obsid"]), cone
     # a name goes through SkyCoord.from_name (Sesame, online): stand in for it here

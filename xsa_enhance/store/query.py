@@ -204,19 +204,19 @@ def parse_cone(cone: Sequence[object]) -> tuple[SkyCoord, Angle]:
     items = list(cone)
     if len(items) == 3:
         ra, dec, radius = items
-        if _is_number(ra) and _is_number(dec):
-            ra_f, dec_f = float(ra), float(dec)  # type: ignore[arg-type]
-            if not (0 <= ra_f <= 360 and -90 <= dec_f <= 90):
-                raise ConfigError(f"bad cone centre {ra}, {dec}: need 0 <= RA <= 360 and "
-                                  "-90 <= Dec <= 90 (degrees)")
-            centre = SkyCoord(ra_f * u.deg, dec_f * u.deg, frame="icrs")
-        else:
-            try:
-                centre = SkyCoord(str(ra), str(dec), unit=(u.hourangle, u.deg), frame="icrs")
-            except (ValueError, TypeError, u.UnitsError) as exc:
-                raise ConfigError(f"cannot read the cone centre {ra!r} {dec!r}: give degrees "
-                                  "(161.265 -59.685) or sexagesimal (10h45m03.6s -59d41m04s, "
-                                  f"10:45:03.6 -59:41:04): {exc}") from exc
+        forms = ("give degrees (161.265 -59.685) or sexagesimal (10h45m03.6s -59d41m04s, "
+                 "10:45:03.6 -59:41:04; RA in hours)")
+        try:
+            # a plain number is degrees; text is sexagesimal, RA in hours unless it says 'd'
+            ra_a = Angle(float(ra), u.deg) if _is_number(ra) else Angle(str(ra), u.hourangle)
+            dec_a = Angle(float(dec), u.deg) if _is_number(dec) else Angle(str(dec), u.deg)
+        except (ValueError, TypeError, u.UnitsError) as exc:
+            raise ConfigError(f"cannot read the cone centre {ra!r} {dec!r}: {forms}") from exc
+        ra_d, dec_d = float(ra_a.deg), float(dec_a.deg)
+        if not (0 <= ra_d <= 360 and -90 <= dec_d <= 90):
+            raise ConfigError(f"bad cone centre {ra}, {dec}: need 0 <= RA <= 360 and "
+                              "-90 <= Dec <= 90 (degrees)")
+        centre = SkyCoord(ra_d * u.deg, dec_d * u.deg, frame="icrs")
         return centre, _radius(radius)
     if len(items) == 2:
         position, radius = items
