@@ -456,3 +456,19 @@ def test_quicklooks_have_a_colour_bar_with_a_scale_label(store_url, tmp_path, mo
         assert "ct/s" in bar.get_ylabel() and "asinh" in bar.get_ylabel()
         labels = [t.get_text() for t in bar.get_yticklabels()]
         assert labels[0] == "0" and all(labels)
+
+
+def test_export_model_filter_checks_what_the_observation_has(store_url, tmp_path):
+    runner = CliRunner()
+    base = ["export", "--store", store_url, "--obsid", "0100000003", "--slice", "20"]
+    res = runner.invoke(main, [*base, "--model", "sr", "--fits", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "a").glob("*.fits")) == [
+        "0100000003_S003_020ks_000_counts.fits", "0100000003_S003_020ks_000_sr-v1__constant.fits"]
+    # registered (the shipped registry) but without a product here; and unknown
+    for model, needle in (("xmm-superres-v1", "has no product of model 'xmm-superres-v1'"),
+                          ("nope", "unknown model 'nope'")):
+        res = runner.invoke(main, [*base, "--model", model, "--png", str(tmp_path / model)])
+        assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+        assert needle in res.output and "dn-v1, sr-v1" in res.output
+        assert not (tmp_path / model).exists()

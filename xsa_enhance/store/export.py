@@ -187,7 +187,7 @@ def select_images(
         selected = set()
         for name in models:
             try:
-                chosen = model_filter(name, here, where=f"observation {obsid}")
+                chosen = model_filter(name, here, where=f"observation {obsid}", warn=False)
             except ConfigError as exc:
                 raise InputFileError(store.url, str(exc)) from exc
             if not chosen:

@@ -242,7 +242,8 @@ def _alias_of(model: str) -> str:
     return m["base"] if m else model
 
 
-def model_filter(name: str, available: Iterable[str], *, where: str = "this store") -> set[str]:
+def model_filter(name: str, available: Iterable[str], *, where: str = "this store",
+                 warn: bool = True) -> set[str]:
     """The model names a ``--model`` value selects among ``available``.
 
     ``NAME-vN`` selects itself, an alias ``NAME`` every version ``NAME-vK``. A value that is
@@ -256,6 +257,8 @@ def model_filter(name: str, available: Iterable[str], *, where: str = "this stor
         Model names present (e.g. in the products catalog).
     where : str
         What ``available`` describes, for the message.
+    warn : bool
+        Log a warning for a registered model without products in ``available``.
 
     Returns
     -------
@@ -283,7 +286,8 @@ def model_filter(name: str, available: Iterable[str], *, where: str = "this stor
     except Exception:  # noqa: BLE001 - an unreadable registry only narrows the choices
         logger.debug("model registry unreadable", exc_info=True)
     if text in registered:
-        logger.warning("model %s has no products in %s", text, where)
+        if warn:
+            logger.warning("model %s has no products in %s", text, where)
         return set()
     aliases = sorted({_alias_of(m) for m in have} - have)
     choices = sorted(have)
