@@ -21,6 +21,7 @@ from astropy.table import Table
 from astropy.time import Time
 
 from xsa_enhance.errors import ConfigError
+from xsa_enhance.store import spatial
 from xsa_enhance.store.catalog import CATALOG_NAMES
 from xsa_enhance.store.zarr_store import ProductStore
 
@@ -106,7 +107,15 @@ def query_catalog(
         raise ConfigError("--exposure filters the slices and products catalogs only")
     if status is not None and catalog not in ("observations", "runs"):
         raise ConfigError("--status filters the observations and runs catalogs only")
-    table = store.catalog(catalog).read()
+    cat = store.catalog(catalog)
+    own_sky = cone is not None and spatial.sky_columns(cat) is not None
+    if own_sky:  # a catalog with its own positions: the spatial index selects the cone
+        try:
+            table = spatial.cone_table(cat, *(float(v) for v in cone))  # type: ignore[misc]
+        except ValueError as exc:
+            raise ConfigError(f"{exc}") from exc
+    else:
+        table = cat.read()
     keep = np.ones(len(table), dtype=bool)
 
     if catalog in ("slices", "products") or cone is not None:
@@ -123,7 +132,7 @@ def query_catalog(
         ra0, dec0, radius = (float(v) for v in cone)
         if not (0 <= radius <= 180 and -90 <= dec0 <= 90):
             raise ConfigError(f"bad cone {cone}: need 0 <= radius <= 180 and -90 <= dec <= 90")
-        if len(table):
+        if len(table) and not own_sky:
             ra = np.asarray(table["ra_pnt"], dtype=float)
             dec = np.asarray(table["dec_pnt"], dtype=float)
             finite = np.isfinite(ra) & np.isfinite(dec)
