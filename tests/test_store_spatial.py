@@ -135,7 +135,7 @@ def test_segments_stay_few_and_contiguous(tmp_path) -> None:
         assert all(a["stop"] == b["start"] for a, b in zip(segs, segs[1:]))
         assert all(2 * b < a for a, b in zip(sizes, sizes[1:]))  # binary-counter invariant
         # no stray segment groups are left
-        assert sorted(cat.group["sky_index"].group_keys()) == sorted(s["name"] for s in segs)
+        assert sorted(cat.group["sky_index"].keys()) == sorted(s["name"] for s in segs)
     ra, dec = np.concatenate(ras), np.concatenate(decs)
     for cone in CONES:
         np.testing.assert_array_equal(spatial.cone_rows(store.catalog("observations"), *cone),

@@ -8,15 +8,14 @@ degrees (``ra``/``dec``, ``ra_pnt``/``dec_pnt``, ... see :func:`sky_columns`): t
 Layout, inside the catalog group (so a new catalog generation starts without an index and the
 old index goes with the old generation)::
 
-    catalogs/<name>.<gen>/sky_index/                 attributes: columns, depth, segments
-    catalogs/<name>.<gen>/sky_index/<segment>/pix    HEALPix nested index at depth 29, sorted
-    catalogs/<name>.<gen>/sky_index/<segment>/row    catalog row of each entry
-    catalogs/<name>.<gen>/sky_index/<segment>/ra     its right ascension (deg, a copy)
-    catalogs/<name>.<gen>/sky_index/<segment>/dec    its declination (deg, a copy)
-    catalogs/<name>.<gen>/sky_index/<segment>/fence  ``pix`` of the first entry of each chunk
+    catalogs/<name>.<gen>/sky_index/            attributes: columns, depth, segments
+    catalogs/<name>.<gen>/sky_index/<segment>   (n, 4) int64, one row per catalog row:
+                                                HEALPix nested index at depth 29 (sorted),
+                                                catalog row, bits of the float64 RA and Dec
 
 A *segment* indexes the consecutive catalog rows ``[start, stop)``; the segments of the
-attribute ``segments`` cover ``[0, indexed)`` without gaps. Rows are only ever appended to a
+attribute ``segments`` (name, start, stop, and ``fence``: the pixel of the first entry of
+each chunk of 16384 entries) cover ``[0, indexed)`` without gaps. Rows are only ever appended to a
 catalog, so the index is extended after each commit by one segment for the new rows (written
 *after* the rows are published, so a segment never describes rows that a later append could
 overwrite); segments are merged like a binary counter (a segment is merged with the one
@@ -236,23 +235,33 @@ def index_info(catalog: Catalog) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- writing
 def _write_segment(parent: zarr.Group, start: int, stop: int, pix: np.ndarray, row: np.ndarray,
                    ra: np.ndarray, dec: np.ndarray) -> dict[str, Any]:
-    """Write one sorted segment (``pix`` etc. already in pixel order); return its entry."""
+    """Write one segment (entries already in pixel order); return its attribute entry.
+
+    The segment is one ``(n, 4)`` int64 array, a row per entry: pixel, catalog row, and the
+    bits of the float64 RA and Dec (so one read of a chunk gives everything a query needs).
+    """
     name = f"s{start:012d}_{stop:012d}"
     if name in parent:
         del parent[name]
-    seg = parent.create_group(name, attributes={"start": int(start), "stop": int(stop)})
     n = len(pix)
-    for key, values in (("pix", pix), ("row", row), ("ra", ra), ("dec", dec)):
-        arr = seg.create_array(key, shape=(n,), chunks=(BLOCK,), dtype=values.dtype,
-                               fill_value=0, dimension_names=["entry"])
-        if n:
-            arr[:] = values
-    fence = pix[::BLOCK]
-    arr = seg.create_array("fence", shape=(len(fence),), chunks=(max(len(fence), 1),),
-                           dtype=np.int64, fill_value=0, dimension_names=["block"])
-    if len(fence):
-        arr[:] = fence
-    return {"name": name, "start": int(start), "stop": int(stop)}
+    packed = np.empty((n, 4), dtype=np.int64)
+    packed[:, 0] = pix
+    packed[:, 1] = row
+    packed[:, 2] = np.ascontiguousarray(ra, dtype=np.float64).view(np.int64)
+    packed[:, 3] = np.ascontiguousarray(dec, dtype=np.float64).view(np.int64)
+    arr = parent.create_array(name, shape=(n, 4), chunks=(BLOCK, 4), dtype=np.int64,
+                              fill_value=0, dimension_names=["entry", "field"],
+                              attributes={"fields": ["pix", "row", "ra_bits", "dec_bits"]})
+    if n:
+        arr[:] = packed
+    return {"name": name, "start": int(start), "stop": int(stop),
+            "fence": [int(v) for v in pix[::BLOCK]]}
+
+
+def _unpack(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """pix, row, ra, dec of packed segment entries."""
+    return (packed[:, 0], packed[:, 1], np.ascontiguousarray(packed[:, 2]).view(np.float64),
+            np.ascontiguousarray(packed[:, 3]).view(np.float64))
 
 
 def _sorted_segment(pix: np.ndarray, row: np.ndarray, ra: np.ndarray, dec: np.ndarray
@@ -262,8 +271,7 @@ def _sorted_segment(pix: np.ndarray, row: np.ndarray, ra: np.ndarray, dec: np.nd
 
 
 def _read_segment(parent: zarr.Group, name: str) -> tuple[np.ndarray, ...]:
-    seg = parent[name]
-    return tuple(np.asarray(seg[k][:]) for k in ("pix", "row", "ra", "dec"))
+    return _unpack(np.asarray(parent[name][:]))
 
 
 def update_index(catalog: Catalog, *, rebuild: bool = False) -> int:
@@ -336,52 +344,54 @@ def _size(seg: dict[str, Any]) -> int:
 
 def _drop_unreferenced(group: zarr.Group, segments: Sequence[dict[str, Any]]) -> None:
     live = {s["name"] for s in segments}
-    for name in list(group.group_keys()):
+    for name in list(group.keys()):
         if name not in live:
             del group[name]
 
 
 # ---------------------------------------------------------------------------------- reading
-def _segment_candidates(seg: zarr.Group, lo: np.ndarray, hi: np.ndarray
+def _segment_candidates(arr: zarr.Array, fence: Sequence[int], lo: np.ndarray, hi: np.ndarray
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows, RA, Dec of the entries of one segment whose pixel lies in one of the ranges."""
-    pix_arr = seg["pix"]
-    n = pix_arr.shape[0]
+    """Rows, RA, Dec of the entries of one segment whose pixel lies in one of the ranges.
+
+    Only the chunks that can hold the ranges are read (found with the segment's ``fence``,
+    the pixel of the first entry of each chunk).
+    """
+    n = arr.shape[0]
     empty = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
     if n == 0 or len(lo) == 0:
         return empty
-    block = pix_arr.chunks[0]
-    fence = np.asarray(seg["fence"][:])
-    first = np.maximum(np.searchsorted(fence, lo, "left") - 1, 0)
-    last = np.searchsorted(fence, hi, "left") - 1  # chunks whose first entry is below hi
+    block = arr.chunks[0]
+    fence_arr = np.asarray(fence, dtype=np.int64)
+    first = np.maximum(np.searchsorted(fence_arr, lo, "left") - 1, 0)
+    last = np.searchsorted(fence_arr, hi, "left") - 1  # chunks whose first entry is below hi
     use = last >= first
     if not use.any():
         return empty
     lo, hi, first, last = lo[use], hi[use], first[use], last[use]
-    # union of the chunk intervals [first, last] -> contiguous blocks of chunks
+    # union of the chunk intervals [first, last] -> contiguous runs of chunks
     order = np.argsort(first, kind="stable")
     lo, hi, first, last = lo[order], hi[order], first[order], last[order]
     reach = np.maximum.accumulate(last)
-    new_block = np.ones(len(first), dtype=bool)
-    new_block[1:] = first[1:] > reach[:-1] + 1
-    block_id = np.cumsum(new_block) - 1
+    new_run = np.ones(len(first), dtype=bool)
+    new_run[1:] = first[1:] > reach[:-1] + 1
+    run_id = np.cumsum(new_run) - 1
     rows, ras, decs = [], [], []
-    for b in range(int(block_id[-1]) + 1):
-        sel = block_id == b
+    for r in range(int(run_id[-1]) + 1):
+        sel = run_id == r
         s0 = int(first[sel].min()) * block
         s1 = min((int(last[sel].max()) + 1) * block, n)
-        pix = np.asarray(pix_arr[s0:s1])
+        pix, row, ra, dec = _unpack(np.asarray(arr[s0:s1]))
         a = np.searchsorted(pix, lo[sel], "left")
         z = np.searchsorted(pix, hi[sel], "left")
-        take = np.zeros(s1 - s0 + 1, dtype=np.int64)
-        np.add.at(take, a, 1)
-        np.add.at(take, z, -1)
-        mask = np.cumsum(take[:-1]) > 0
-        if not mask.any():
-            continue
-        rows.append(np.asarray(seg["row"][s0:s1])[mask])
-        ras.append(np.asarray(seg["ra"][s0:s1])[mask])
-        decs.append(np.asarray(seg["dec"][s0:s1])[mask])
+        depth = np.zeros(s1 - s0 + 1, dtype=np.int64)
+        np.add.at(depth, a, 1)
+        np.add.at(depth, z, -1)
+        mask = np.cumsum(depth[:-1]) > 0
+        if mask.any():
+            rows.append(row[mask])
+            ras.append(ra[mask])
+            decs.append(dec[mask])
     if not rows:
         return empty
     return np.concatenate(rows), np.concatenate(ras), np.concatenate(decs)
@@ -405,7 +415,10 @@ def _candidates(catalog: Catalog, lo: np.ndarray, hi: np.ndarray, use_index: boo
         if segments is not None and group is not None:
             try:
                 for seg in segments:
-                    parts.append(_segment_candidates(group[seg["name"]], lo, hi))
+                    arr = group[seg["name"]]
+                    if not isinstance(arr, zarr.Array) or arr.shape != (_size(seg), 4):
+                        raise ValueError(f"segment {seg['name']} does not match its entry")
+                    parts.append(_segment_candidates(arr, seg["fence"], lo, hi))
                 indexed = int(segments[-1]["stop"]) if segments else 0
             except (KeyError, ValueError, OSError) as exc:  # a merge removed it meanwhile
                 logger.warning("catalog %s: spatial index unreadable (%s); scanning",
