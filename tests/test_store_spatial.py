@@ -63,6 +63,13 @@ def _clusters(rng, n):
     return ra, dec
 
 
+@pytest.fixture(autouse=True)
+def _always_index(monkeypatch):
+    """Read the index whatever the cone covers (by default a cone covering much of a small
+    test catalog is answered by the scan, which would leave the index path untested)."""
+    monkeypatch.setattr(spatial, "_SCAN_RATIO", 0)
+
+
 CONES = [
     (0.0, 0.0, 1.0), (359.8, 0.3, 0.7), (0.1, -0.2, 0.5), (180.0, 0.0, 2.0),  # across 0/360
     (0.0, 90.0, 1.0), (77.0, 89.7, 0.6), (250.0, -90.0, 0.8), (3.0, -89.9, 0.3),  # poles
@@ -245,3 +252,19 @@ def test_bad_cones_are_refused(sky_store) -> None:
             spatial.cone_rows(cat, *cone)
     with pytest.raises(ValueError, match="no sky position"):
         spatial.cone_rows(sky_store[0].catalog("products"), 0, 0, 1)
+
+
+def test_planner_scans_when_the_index_would_read_more(sky_store, monkeypatch) -> None:
+    store, ra, dec = sky_store
+    cat = store.catalog("observations")
+    monkeypatch.setattr(spatial, "_SCAN_RATIO", 2)
+    reads = []
+    real = spatial._read_planned
+    monkeypatch.setattr(spatial, "_read_planned",
+                        lambda *a: reads.append(len(a[1])) or real(*a))
+    np.testing.assert_array_equal(spatial.cone_rows(cat, 30.0, 60.0, 95.0),
+                                  _brute(ra, dec, 30.0, 60.0, 95.0))
+    assert reads == []  # most of the sky: the position columns are scanned
+    np.testing.assert_array_equal(spatial.cone_rows(cat, 45.0, 30.0, 0.5),
+                                  _brute(ra, dec, 45.0, 30.0, 0.5))
+    assert reads and sum(reads) * 2 < cat.nrows  # a small cone reads a few index chunks

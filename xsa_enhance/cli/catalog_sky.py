@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,14 +12,27 @@ from xsa_enhance.cli.common import UserError
 from xsa_enhance.store.query import EXPORT_FORMATS
 from xsa_enhance.store.spatial import sky_catalogs
 
+if TYPE_CHECKING:
+    from astropy.table import Table
+
 __all__ = ["crossmatch_cmd", "index_cmd", "emit_table"]
 
 _SKY = list(sky_catalogs())
 _DEFAULT = "sources" if "sources" in _SKY else _SKY[0]
 
 
-def emit_table(table, fmt: str, output: Path | None) -> None:
-    """Write a table to ``output`` or standard output in one of the export formats."""
+def emit_table(table: "Table", fmt: str, output: Path | None) -> None:
+    """Write a table to ``output`` or standard output in one of the export formats.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        The table.
+    fmt : str
+        One of :data:`~xsa_enhance.store.query.EXPORT_FORMATS`.
+    output : pathlib.Path or None
+        File to write; None: standard output (binary formats only to a pipe).
+    """
     from xsa_enhance.store.query import format_table
 
     data = format_table(table, fmt)

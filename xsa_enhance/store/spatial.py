@@ -8,14 +8,16 @@ degrees (``ra``/``dec``, ``ra_pnt``/``dec_pnt``, ... see :func:`sky_columns`): t
 Layout, inside the catalog group (so a new catalog generation starts without an index and the
 old index goes with the old generation)::
 
-    catalogs/<name>.<gen>/sky_index/            attributes: columns, depth, segments
-    catalogs/<name>.<gen>/sky_index/<segment>   (n, 4) int64, one row per catalog row:
-                                                HEALPix nested index at depth 29 (sorted),
-                                                catalog row, bits of the float64 RA and Dec
+    catalogs/<name>.<gen>/sky_index/                    attributes: columns, depth, segments
+    catalogs/<name>.<gen>/sky_index/<segment>/entries   (n, 4) int64, one row per catalog
+                                                        row: HEALPix nested index at depth 29
+                                                        (sorted), catalog row, bits of the
+                                                        float64 RA and Dec
+    catalogs/<name>.<gen>/sky_index/<segment>/fence     pixel of the first entry of each
+                                                        chunk (1024 entries) of ``entries``
 
 A *segment* indexes the consecutive catalog rows ``[start, stop)``; the segments of the
-attribute ``segments`` (name, start, stop, and ``fence``: the pixel of the first entry of
-each chunk of 16384 entries) cover ``[0, indexed)`` without gaps. Rows are only ever appended to a
+attribute ``segments`` (name, start, stop) cover ``[0, indexed)`` without gaps. Rows are only ever appended to a
 catalog, so the index is extended after each commit by one segment for the new rows (written
 *after* the rows are published, so a segment never describes rows that a later append could
 overwrite); segments are merged like a binary counter (a segment is merged with the one
@@ -67,8 +69,10 @@ logger = logging.getLogger(__name__)
 INDEX_GROUP = "sky_index"
 #: HEALPix depth (order) of the stored pixel indices: the finest astropy-healpix supports.
 DEPTH = 29
-#: Entries per chunk of the index arrays (one ``fence`` value per chunk).
-BLOCK = 16384
+#: Entries per chunk of the index arrays (one ``fence`` value per chunk; 32 KiB).
+BLOCK = 1024
+#: Entries per shard (file) of the index arrays.
+SHARD = 65536
 _FORMAT = 1
 _RES0_DEG = float(np.degrees(np.sqrt(4 * np.pi / 12)))  # pixel size at order 0 (58.6 deg)
 
@@ -237,8 +241,10 @@ def _write_segment(parent: zarr.Group, start: int, stop: int, pix: np.ndarray, r
                    ra: np.ndarray, dec: np.ndarray) -> dict[str, Any]:
     """Write one segment (entries already in pixel order); return its attribute entry.
 
-    The segment is one ``(n, 4)`` int64 array, a row per entry: pixel, catalog row, and the
-    bits of the float64 RA and Dec (so one read of a chunk gives everything a query needs).
+    The segment group holds ``entries``, an ``(n, 4)`` int64 array with a row per entry --
+    pixel, catalog row, and the bits of the float64 RA and Dec, so one read gives everything
+    a query needs -- in chunks of :data:`BLOCK` entries (32 KiB) inside shards of
+    :data:`SHARD` entries, and ``fence``, the pixel of the first entry of every chunk.
     """
     name = f"s{start:012d}_{stop:012d}"
     if name in parent:
@@ -249,13 +255,20 @@ def _write_segment(parent: zarr.Group, start: int, stop: int, pix: np.ndarray, r
     packed[:, 1] = row
     packed[:, 2] = np.ascontiguousarray(ra, dtype=np.float64).view(np.int64)
     packed[:, 3] = np.ascontiguousarray(dec, dtype=np.float64).view(np.int64)
-    arr = parent.create_array(name, shape=(n, 4), chunks=(BLOCK, 4), dtype=np.int64,
-                              fill_value=0, dimension_names=["entry", "field"],
-                              attributes={"fields": ["pix", "row", "ra_bits", "dec_bits"]})
+    seg = parent.create_group(name, attributes={"start": int(start), "stop": int(stop)})
+    entries = seg.create_array("entries", shape=(n, 4), chunks=(BLOCK, 4),
+                               shards=(SHARD, 4), dtype=np.int64, fill_value=0,
+                               dimension_names=["entry", "field"],
+                               attributes={"fields": ["pix", "row", "ra_bits", "dec_bits"],
+                                           "block": BLOCK})
     if n:
-        arr[:] = packed
-    return {"name": name, "start": int(start), "stop": int(stop),
-            "fence": [int(v) for v in pix[::BLOCK]]}
+        entries[:] = packed
+    fence = np.ascontiguousarray(pix[::BLOCK], dtype=np.int64)
+    arr = seg.create_array("fence", shape=fence.shape, chunks=(max(len(fence), 1),),
+                           dtype=np.int64, fill_value=0, dimension_names=["chunk"])
+    if len(fence):
+        arr[:] = fence
+    return {"name": name, "start": int(start), "stop": int(stop)}
 
 
 def _unpack(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -271,7 +284,7 @@ def _sorted_segment(pix: np.ndarray, row: np.ndarray, ra: np.ndarray, dec: np.nd
 
 
 def _read_segment(parent: zarr.Group, name: str) -> tuple[np.ndarray, ...]:
-    return _unpack(np.asarray(parent[name][:]))
+    return _unpack(np.asarray(parent[f"{name}/entries"][:]))
 
 
 def update_index(catalog: Catalog, *, rebuild: bool = False) -> int:
@@ -350,58 +363,56 @@ def _drop_unreferenced(group: zarr.Group, segments: Sequence[dict[str, Any]]) ->
 
 
 # ---------------------------------------------------------------------------------- reading
-def _segment_candidates(arr: zarr.Array, fence: Sequence[int], lo: np.ndarray, hi: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows, RA, Dec of the entries of one segment whose pixel lies in one of the ranges.
+def _plan(fence: np.ndarray, block: int, n: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Entries of a segment to read for the pixel ranges: the chunks that can hold them.
 
-    Only the chunks that can hold the ranges are read (found with the segment's ``fence``,
-    the pixel of the first entry of each chunk).
+    ``fence`` is the pixel of the first entry of each chunk of ``block`` entries. The result
+    (ascending positions, whole chunks) is a subsequence of the sorted segment that holds every
+    entry of every range, so one ``searchsorted`` on what is read finds them all.
     """
-    n = arr.shape[0]
-    empty = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
     if n == 0 or len(lo) == 0:
-        return empty
-    block = arr.chunks[0]
-    fence_arr = np.asarray(fence, dtype=np.int64)
-    first = np.maximum(np.searchsorted(fence_arr, lo, "left") - 1, 0)
-    last = np.searchsorted(fence_arr, hi, "left") - 1  # chunks whose first entry is below hi
+        return np.zeros(0, np.int64)
+    first = np.maximum(np.searchsorted(fence, lo, "left") - 1, 0)
+    last = np.searchsorted(fence, hi, "left") - 1  # chunks whose first entry is below hi
     use = last >= first
     if not use.any():
-        return empty
-    lo, hi, first, last = lo[use], hi[use], first[use], last[use]
-    # union of the chunk intervals [first, last] -> contiguous runs of chunks
+        return np.zeros(0, np.int64)
+    first, last = first[use], last[use]
     order = np.argsort(first, kind="stable")
-    lo, hi, first, last = lo[order], hi[order], first[order], last[order]
+    first, last = first[order], last[order]
     reach = np.maximum.accumulate(last)
     new_run = np.ones(len(first), dtype=bool)
     new_run[1:] = first[1:] > reach[:-1] + 1
-    run_id = np.cumsum(new_run) - 1
-    rows, ras, decs = [], [], []
-    for r in range(int(run_id[-1]) + 1):
-        sel = run_id == r
-        s0 = int(first[sel].min()) * block
-        s1 = min((int(last[sel].max()) + 1) * block, n)
-        pix, row, ra, dec = _unpack(np.asarray(arr[s0:s1]))
-        a = np.searchsorted(pix, lo[sel], "left")
-        z = np.searchsorted(pix, hi[sel], "left")
-        depth = np.zeros(s1 - s0 + 1, dtype=np.int64)
-        np.add.at(depth, a, 1)
-        np.add.at(depth, z, -1)
-        mask = np.cumsum(depth[:-1]) > 0
-        if mask.any():
-            rows.append(row[mask])
-            ras.append(ra[mask])
-            decs.append(dec[mask])
-    if not rows:
-        return empty
-    return np.concatenate(rows), np.concatenate(ras), np.concatenate(decs)
+    run_first = first[new_run]
+    run_last = reach[np.r_[np.nonzero(new_run)[0][1:] - 1, len(first) - 1]]
+    return np.concatenate([np.arange(c0 * block, min((c1 + 1) * block, n), dtype=np.int64)
+                           for c0, c1 in zip(run_first.tolist(), run_last.tolist())])
+
+
+def _read_planned(arr: zarr.Array, take: np.ndarray, lo: np.ndarray, hi: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, RA, Dec of the entries among ``take`` whose pixel lies in one of the ranges."""
+    if len(take) == 0:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+    pix, row, ra, dec = _unpack(np.asarray(arr.get_orthogonal_selection((take, slice(None)))))
+    depth = np.zeros(len(pix) + 1, dtype=np.int64)
+    np.add.at(depth, np.searchsorted(pix, lo, "left"), 1)
+    np.add.at(depth, np.searchsorted(pix, hi, "left"), -1)
+    mask = np.cumsum(depth[:-1]) > 0
+    return row[mask], ra[mask], dec[mask]
+
+
+#: The index is read only while it reads fewer bytes than the scan of the two position
+#: columns (an index entry is 32 bytes, a position 16).
+_SCAN_RATIO = 2
 
 
 def _candidates(catalog: Catalog, lo: np.ndarray, hi: np.ndarray, use_index: bool
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows (with RA, Dec) that may lie in the pixel ranges: index entries + unindexed tail.
 
-    Without a usable index (or with ``use_index=False``) every published row.
+    Without a usable index (or with ``use_index=False``, or when the ranges cover so much of
+    the index that scanning the position columns reads less) every published row.
     """
     sky = sky_columns(catalog)
     if sky is None:
@@ -414,12 +425,21 @@ def _candidates(catalog: Catalog, lo: np.ndarray, hi: np.ndarray, use_index: boo
         segments = _segments(catalog, group)
         if segments is not None and group is not None:
             try:
+                plans = []
                 for seg in segments:
-                    arr = group[seg["name"]]
-                    if not isinstance(arr, zarr.Array) or arr.shape != (_size(seg), 4):
+                    arr = group[f"{seg['name']}/entries"]
+                    fence = np.asarray(group[f"{seg['name']}/fence"][:], dtype=np.int64)
+                    block = int(arr.attrs.get("block", 0))
+                    if not isinstance(arr, zarr.Array) or arr.shape != (_size(seg), 4) \
+                            or block <= 0 or len(fence) != -(-_size(seg) // block):
                         raise ValueError(f"segment {seg['name']} does not match its entry")
-                    parts.append(_segment_candidates(arr, seg["fence"], lo, hi))
-                indexed = int(segments[-1]["stop"]) if segments else 0
+                    plans.append((arr, _plan(fence, block, _size(seg), lo, hi)))
+                if sum(len(take) for _, take in plans) * _SCAN_RATIO < n:
+                    parts = [_read_planned(arr, take, lo, hi) for arr, take in plans]
+                    indexed = int(segments[-1]["stop"]) if segments else 0
+                else:
+                    logger.debug("catalog %s: the ranges cover most of the index; scanning",
+                                 catalog.name)
             except (KeyError, ValueError, OSError) as exc:  # a merge removed it meanwhile
                 logger.warning("catalog %s: spatial index unreadable (%s); scanning",
                                catalog.name, exc)
