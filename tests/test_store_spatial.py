@@ -99,6 +99,17 @@ def test_sky_columns_follow_the_schema() -> None:
     cols = (CATALOG_SCHEMAS["observations"][0],) + tuple(
         c for c in CATALOG_SCHEMAS["observations"] if c.name in ("ra_pnt", "dec_pnt"))
     assert spatial._schema_sky(cols) == ("ra_pnt", "dec_pnt")
+    # a source-like schema: RA/DEC preferred over other pairs, errors and 'rate' ignored
+    from xsa_enhance.store.catalog import Column
+
+    src = (Column("obsid", "str", "", ""), Column("rate", "f8", "ct/s", ""),
+           Column("ra_err", "f8", "deg", ""), Column("dec_err", "f8", "deg", ""),
+           Column("ra_pnt", "f8", "deg", ""), Column("dec_pnt", "f8", "deg", ""),
+           Column("RA", "f8", "degree", ""), Column("DEC", "f8", "deg", ""))
+    assert spatial._schema_sky(src) == ("RA", "DEC")
+    assert spatial._schema_sky(src[:4]) is None
+    assert spatial._schema_sky((Column("ra", "f8", "hourangle", ""),
+                                Column("dec", "f8", "deg", ""))) is None
 
 
 @pytest.mark.parametrize("cone", CONES)

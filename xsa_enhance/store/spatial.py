@@ -78,15 +78,25 @@ _RES0_DEG = float(np.degrees(np.sqrt(4 * np.pi / 12)))  # pixel size at order 0 
 
 
 # ---------------------------------------------------------------------------------- schema
+def _is_degrees(col: Column) -> bool:
+    if col.dtype != "f8" or not col.unit:
+        return False
+    try:
+        return u.Unit(col.unit) == u.deg
+    except ValueError:
+        return False
+
+
 def _schema_sky(columns: Sequence[Column]) -> tuple[str, str] | None:
-    by_name = {c.name: c for c in columns}
-    for col in columns:
-        if not col.name.lower().startswith("ra"):
-            continue
-        dec = by_name.get("dec" + col.name[2:]) or by_name.get("DEC" + col.name[2:])
-        if dec is None:
-            continue
-        if col.dtype == dec.dtype == "f8" and col.unit == dec.unit == "deg":
+    """The (RA, Dec) pair of a schema: ``ra``/``dec`` (any case) first, else the first
+    ``ra<suffix>``/``dec<suffix>`` pair (suffix not an error), both ``f8`` in degrees."""
+    by_lower = {c.name.lower(): c for c in columns}
+    candidates = [c for c in columns if c.name.lower().startswith("ra")
+                  and "err" not in c.name.lower()]
+    candidates.sort(key=lambda c: c.name.lower() != "ra")
+    for col in candidates:
+        dec = by_lower.get("dec" + col.name.lower()[2:])
+        if dec is not None and _is_degrees(col) and _is_degrees(dec):
             return col.name, dec.name
     return None
 
@@ -94,9 +104,9 @@ def _schema_sky(columns: Sequence[Column]) -> tuple[str, str] | None:
 def sky_columns(catalog: Catalog | str) -> tuple[str, str] | None:
     """The (right ascension, declination) columns of a catalog, or None.
 
-    A catalog has sky positions when its schema holds two ``f8`` columns in ``deg`` named
-    ``ra<suffix>`` and ``dec<suffix>`` (``ra``/``dec``, ``ra_pnt``/``dec_pnt``); the first such
-    pair is used.
+    A catalog has sky positions when its schema holds two ``f8`` columns in degrees named
+    ``ra<suffix>`` and ``dec<suffix>`` in any case (``ra``/``dec``, ``RA``/``DEC``,
+    ``ra_pnt``/``dec_pnt``; not ``*err*``); ``ra``/``dec`` is preferred, else the first pair.
 
     Parameters
     ----------
