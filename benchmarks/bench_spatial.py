@@ -25,7 +25,8 @@ commit does. Measured side by side in one run:
 - ``table``: the same for :func:`~xsa_enhance.store.spatial.cone_table` (the rows read
   back as a Table with every column), on the 15 arcmin cones.
 
-Usage: ``python -m benchmarks.bench_spatial [--quick]`` (quick: 1 M rows, fewer cones).
+Usage: ``python -m benchmarks.bench_spatial [--quick]`` (quick: 0.5 M rows, 9 cones, lists of
+500 and 100 positions).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def _best(fn, repeat: int) -> tuple[float, object]:
 
 def run(quick: bool = False) -> dict:
     """Run the benchmark; return its figures (``benchmarks/run.py`` collects them)."""
-    rows = 1_000_000 if quick else 5_000_000
+    rows = 500_000 if quick else 5_000_000
     per_field = 100
     n_fields = rows // per_field
     append_rows = 10_000
@@ -114,7 +115,7 @@ def run(quick: bool = False) -> dict:
         info = spatial.index_info(cat)
         assert info["indexed"] == cat.nrows == rows + append_rows
 
-        n_cones = 4 if quick else 8
+        n_cones = 2 if quick else 8
         picks = rng.choice(np.arange(4, n_fields), n_cones, replace=False)
         cones = [(0.05, 10.0, 0.25), (359.95, -20.0, 0.25), (40.0, 89.9, 0.25),
                  (220.0, -89.85, 1.0), (0.0, 0.0, 1.0)]
@@ -144,8 +145,9 @@ def run(quick: bool = False) -> dict:
                    radius="10arcsec")
         sep_c = spatial.separation_deg(150.0, 30.0, ra, dec)
         region = np.nonzero(sep_c <= 10.0)[0]  # a survey-sized region, 10 deg about a point
-        lists = {"region": rng.choice(region, min(2000, len(region)), replace=False),
-                 "allsky": rng.choice(len(ra), 200, replace=False)}
+        m_region, m_sky = (500, 100) if quick else (2000, 200)
+        lists = {"region": rng.choice(region, min(m_region, len(region)), replace=False),
+                 "allsky": rng.choice(len(ra), m_sky, replace=False)}
         xmatch = {}
         for label, pick in lists.items():
             m = len(pick)
