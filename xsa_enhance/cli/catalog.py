@@ -120,3 +120,9 @@ def export_cmd(
     if png_dir is not None:
         files = export_png(store, obsid, png_dir, **kwargs)
         click.echo(f"{len(files)} quicklook PNGs in {png_dir}")
+
+
+from xsa_enhance.cli.catalog_sky import crossmatch_cmd, index_cmd  # noqa: E402
+
+catalog_group.add_command(crossmatch_cmd)
+catalog_group.add_command(index_cmd)

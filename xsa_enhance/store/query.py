@@ -35,6 +35,7 @@ from astropy.time import Time
 
 from xsa_enhance.errors import ConfigError, ObservationError
 from xsa_enhance.obsid import validate_obsid
+from xsa_enhance.store import spatial
 from xsa_enhance.store.catalog import CATALOG_KEYS, CATALOG_NAMES
 from xsa_enhance.store.zarr_store import ProductStore
 
@@ -420,7 +421,17 @@ def query_catalog(
     t_before = _parse_time(observed_before, "--observed-before") if observed_before else None
     if not isinstance(store, ProductStore):
         store = ProductStore(store, mode="r")
-    table = store.catalog(catalog).read()
+    cat = store.catalog(catalog)
+    own_sky = centre_radius is not None and spatial.sky_columns(cat) is not None
+    if own_sky:  # a catalog with its own positions: the spatial index selects the cone
+        c0, r0 = centre_radius
+        try:
+            table = spatial.cone_table(cat, float(c0.ra.deg), float(c0.dec.deg),
+                                       float(r0.to_value(u.deg)))
+        except ValueError as exc:
+            raise ConfigError(f"{exc}") from exc
+    else:
+        table = cat.read()
     keep = np.ones(len(table), dtype=bool)
 
     if catalog in ("slices", "products"):
@@ -438,7 +449,7 @@ def query_catalog(
         table["dec_pnt"].description = "pointing declination of the observation"
         table["date_obs"].description = ("start of the observation's exposure (DATE-OBS of "
                                          "the event list, ISO 8601)")
-    if centre_radius is not None and len(table):
+    if centre_radius is not None and len(table) and not own_sky:
         centre, radius = centre_radius
         ra = np.asarray(table["ra_pnt"], dtype=float)
         dec = np.asarray(table["dec_pnt"], dtype=float)

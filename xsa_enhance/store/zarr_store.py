@@ -37,6 +37,7 @@ from xsa_enhance._version import __version__
 from xsa_enhance.errors import InputFileError, ObservationError
 from xsa_enhance.obsid import validate_obsid
 from xsa_enhance.store.catalog import CATALOG_NAMES, Catalog, rows_from_table
+from xsa_enhance.store.spatial import sky_columns, update_index
 
 __all__ = [
     "STORE_FORMAT",
@@ -315,7 +316,21 @@ class ProductStore:
             added[name] = len(fresh)
         if added:
             self.root.attrs["catalogs"] = state
+            self._update_sky_indexes(added)
         return added
+
+    def _update_sky_indexes(self, names: Sequence[str]) -> None:
+        """Extend the spatial index of the sky catalogs among ``names`` to their published
+        rows (after publishing: see :mod:`xsa_enhance.store.spatial`). A failure only costs
+        speed (queries scan the rows left unindexed), so it is logged, not raised."""
+        for name in names:
+            if sky_columns(name) is None:
+                continue
+            try:
+                update_index(self.catalog(name))
+            except (OSError, ValueError, KeyError) as exc:
+                logger.warning("catalog %s: spatial index not updated (%s); queries scan the "
+                               "new rows until the next commit", name, exc)
 
     def remove_observations(self, obsids: Sequence[str]) -> int:
         """Remove observations: their catalog rows (not the runs log) and their groups.
@@ -353,6 +368,7 @@ class ProductStore:
             old_paths.append(state[name]["path"])
             state[name] = {"path": f"catalogs/{name}.{gen}", "nrows": n}
         self.root.attrs["catalogs"] = state
+        self._update_sky_indexes(list(state))  # the new generations start without an index
         for path in old_paths:
             self.delete(path)
         for obsid in sorted(drop):
