@@ -363,3 +363,59 @@ def test_argument_paths_are_checked_up_front(archive, models, reference, tmp_pat
                "--tap-url", archive.tap_url, "--aio-url", archive.aio_url)
     assert res.exit_code == 2 and "must be a folder" in res.output
     assert a_file.read_text() == "x"
+
+
+# ---------------------------------------------------------------------- smaller faults
+def test_transient_html_reply_is_described_as_the_reply_that_failed(archive, tmp_path,
+                                                                    monkeypatch):
+    from xsa_enhance.archive import ArchiveConfig, harvest_observation
+    from xsa_enhance.standin import FaultPlan
+
+    monkeypatch.chdir(tmp_path)
+    obsid = archive.observations[0].obsid
+    # the first request (astroquery's HEAD) gets an HTML page, the next one data
+    with LocalArchive(archive.root, kinds=KINDS, seed=61, producer=minimal_products,
+                      faults=FaultPlan(wrong_content_type=1)) as la:
+        cfg = ArchiveConfig(tap_url=la.tap_url, aio_url=la.aio_url, timeout=10.0, retries=0,
+                            backoff=0.01)
+        res = harvest_observation(obsid, tmp_path / "h", config=cfg)
+    assert res.status == "failed"
+    assert "text/html" in res.reason and "transient" in res.reason, res.reason
+    assert res.reason.isprintable() and len(res.reason) < 300, res.reason
+
+
+def test_servers_sharing_a_cache_build_the_database_safely(tmp_path):
+    import sqlite3
+    import threading
+
+    from xsa_enhance.standin.catalog import build_database, plan_observations
+
+    observations = plan_observations(40, seed=3)
+    db = tmp_path / "xsa.sqlite"
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            for _ in range(3):
+                build_database(db, observations)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [p.name for p in tmp_path.iterdir()] == ["xsa.sqlite"]  # no *.tmp left behind
+    with sqlite3.connect(db) as conn:
+        n = conn.execute("SELECT COUNT(*) FROM v_all_observations").fetchone()[0]
+    assert n == len(observations)
+
+
+def test_catalog_query_into_an_unwritable_folder_is_one_line(reference, tmp_path):
+    target = tmp_path / "missing-folder" / "rows.csv"
+    res = _cli("catalog", "query", "--store", str(reference[0]), "--format", "csv",
+               "-o", str(target))
+    assert res.exit_code == 2
+    assert res.output.strip().count("\n") == 0 and str(target) in res.output, res.output
