@@ -165,6 +165,12 @@ def test_damaged_product_chunk_is_found_and_repaired(damage, archive, models, re
     assert "repair" in res.output
     # without --deep the schema check still passes (the fault is invisible to it)
     assert _cli("validate", str(url)).exit_code == 0
+    # reading the product (export) refuses the damaged array instead of writing zeros
+    res = _cli("export", "--store", str(url), "--obsid", key.split("/")[0], "--fits",
+               str(tmp_path / "fits"))
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().count("\n") == 0 and f"{victim}/counts" in res.output
+    assert "repair" in res.output
     _repair_and_rerun(url, archive, models, reference)
     quarantined = list((url / "quarantine").rglob("counts"))
     assert len(quarantined) == 1

@@ -41,6 +41,7 @@ from xsa_enhance.store.integrity import (
     StoreDamagedError,
     array_checksum,
     update_catalog_digests,
+    values_digest,
 )
 
 __all__ = [
@@ -650,6 +651,28 @@ class ProductStore:
         return path
 
     # ------------------------------------------------------------------ reading
+    def _read_checked(self, group: zarr.Group, name: str, path: str) -> np.ndarray:
+        """Read a whole array and compare it with its recorded checksum.
+
+        Raises
+        ------
+        StoreDamagedError
+            The array does not decode (a truncated chunk) or differs from its checksum (a
+            deleted chunk reads as fill values): names the group, suggests ``repair``.
+        """
+        where = f"{self.url.rstrip('/')}/{path}/{name}"
+        try:
+            data = np.asarray(group[name][...])
+        except Exception as exc:  # noqa: BLE001 - codec / shard index / metadata errors
+            text = " ".join(str(exc).split())[:120]
+            raise StoreDamagedError(where, f"array unreadable ({type(exc).__name__}: "
+                                           f"{text})") from exc
+        want = (group.attrs.get("checksums") or {}).get(name)
+        if isinstance(want, Mapping) and values_digest(data) != want.get("sha256"):
+            raise StoreDamagedError(where, "array differs from its checksum (a chunk is "
+                                           "missing or altered)")
+        return data
+
     def observation_attrs(self, obsid: str) -> dict[str, Any]:
         """Attributes of an observation group."""
         group = self._group(self.observation_path(obsid))
@@ -666,9 +689,9 @@ class ProductStore:
         return SliceData(
             obsid=obsid,
             slice_id=slice_id,
-            counts=np.asarray(group["counts"][...]),
-            exposure=np.asarray(group["exposure"][...]),
-            mask=np.asarray(group["mask"][...]),
+            counts=self._read_checked(group, "counts", path),
+            exposure=self._read_checked(group, "exposure", path),
+            mask=self._read_checked(group, "mask", path),
             attrs=dict(group.attrs),
         )
 
@@ -684,10 +707,10 @@ class ProductStore:
             obsid=obsid,
             slice_id=slice_id,
             key=product_key(model, clamp),
-            counts=np.asarray(group["counts"][...]),
-            mask=np.asarray(group["mask"][...]),
+            counts=self._read_checked(group, "counts", path),
+            mask=self._read_checked(group, "mask", path),
             attrs=dict(group.attrs),
-            uncertainty=(np.asarray(group["uncertainty"][...]) if "uncertainty" in group
+            uncertainty=(self._read_checked(group, "uncertainty", path) if "uncertainty" in group
                          else None),
         )
 
