@@ -176,6 +176,21 @@ def test_damaged_product_chunk_is_found_and_repaired(damage, archive, models, re
     assert len(quarantined) == 1
 
 
+def test_damaged_slice_input_reprocesses_its_observation(archive, models, reference, tmp_path):
+    url = _copy(reference, tmp_path)
+    product = _products(url)[0]
+    slice_group = product.rsplit("/products/", 1)[0]
+    obsid = slice_group.split("/")[1]
+    _shard(url, f"{slice_group}/input", "exposure").unlink()
+    findings = deep_check(url)
+    key = slice_group.replace("obs/", "")
+    assert [(f.kind, f.key) for f in findings] == [("slice", key)], findings
+    res = _cli("repair", str(url))
+    assert f"quarantine obs/{obsid} " in res.output, res.output
+    _repair_and_rerun(url, archive, models, reference)
+    assert len(list((url / "quarantine").glob(f"*/obs/{obsid}"))) == 1
+
+
 # ---------------------------------------------------------------------- damaged catalogs
 def test_truncated_catalog_chunk_is_reported_and_rebuilt(archive, models, reference, tmp_path):
     url = _copy(reference, tmp_path)
@@ -194,6 +209,20 @@ def test_truncated_catalog_chunk_is_reported_and_rebuilt(archive, models, refere
         line = res.output.strip()
         assert line.count("\n") == 0 and "store_path" in line and "repair" in line, line
     _repair_and_rerun(url, archive, models, reference)
+
+
+def test_damaged_runs_log_keeps_what_reads_back(archive, models, reference, tmp_path):
+    url = _copy(reference, tmp_path)
+    n_runs = len(ProductStore(url, mode="r").catalog("runs").read())
+    os.truncate(_catalog_chunk(url, "runs", "obsid"), 20)
+    assert [(f.kind, f.key) for f in deep_check(url)] == [("catalog", "runs.obsid")]
+    res = _cli("repair", str(url), "--apply")
+    assert res.exit_code == 0 and f"catalog runs: 0 rows ({n_runs} rows not recoverable)" \
+        in res.output, res.output
+    assert deep_check(url) == []
+    summary = run_in_process(_doc(archive, models, url))  # all done already: skipped
+    assert {o["status"] for o in summary.outcomes} == {"skipped"}, summary.format()
+    assert snapshot(url) == reference[1]
 
 
 def test_damaged_root_metadata_is_rebuilt(archive, models, reference, tmp_path):
