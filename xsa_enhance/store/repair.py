@@ -361,7 +361,7 @@ def _apply(plan: RepairPlan, folder: Path, stamp: str, report: RepairReport) -> 
     for name in names:
         rebuild = name in plan.rebuild
         touched = name in RECORDED and (plan.drop_obsids or plan.drop_products)
-        if not rebuild and not touched and name in old_state:
+        if not rebuild and not touched:
             continue
         group, nrows, digests = old_group(name)
         if rebuild and name in RECORDED and recorded is not None:
