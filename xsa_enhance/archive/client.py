@@ -45,6 +45,13 @@ class UnexpectedReply(Exception):
     """The archive answered with a text/HTML page instead of data."""
 
 
+def _printable(text: str, limit: int) -> str:
+    """``text`` on one line, non-printable characters as ``?``, at most ``limit`` characters."""
+    text = " ".join(str(text).split())
+    text = "".join(c if c.isprintable() and c != "\ufffd" else "?" for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def scrub(text: str, credentials: Credentials | None = None) -> str:
     """Remove credentials from a message (URLs carry ``AIOUSER``/``AIOPWD``)."""
     text = re.sub(r"(AIOPWD=)[^&\s'\"]*", r"\1***", text)
@@ -173,12 +180,21 @@ class XsaClient(XMMNewtonClass):
 
     def _request_link(self, link, cache):  # noqa: D102
         self.last_filename = None
+        self._head_type = None
         try:
             params = super()._request_link(link, cache)
         except UnboundLocalError:
             raise self._classify_text_reply(link) from None
         self.last_filename = params.get("filename")
         return params
+
+    def _request(self, method, url, *args, **kwargs):  # noqa: D102
+        response = super()._request(method, url, *args, **kwargs)
+        if method == "HEAD":
+            # the reply astroquery judges; a text reply is described from it, not from a
+            # second request that may already get data (a transient fault)
+            self._head_type = response.headers.get("Content-Type", "")
+        return response
 
     def _get_username_and_password(self, credentials_file):  # noqa: D102
         if self._credentials is None:
@@ -199,12 +215,20 @@ class XsaClient(XMMNewtonClass):
                 head = resp.raw.read(4096, decode_content=True) or b""
         except requests.RequestException as exc:
             return exc
+        failed_type = getattr(self, "_head_type", None)
+        if failed_type is not None and failed_type != ctype and "text" not in ctype.lower():
+            # the second request got data: describe the reply that failed, not this one
+            self.last_content_type = failed_type
+            return UnexpectedReply(
+                f"the archive answered {_printable(failed_type, 60) or 'without a content type'}"
+                " instead of data (a second request got data: the fault was transient)")
         self.last_content_type = ctype
         if b"no results" in head.lower():
             return NoResults("the archive answered 'No results'")
         text = head.decode("utf-8", "replace")
         title = re.search(r"<title>(.*?)</title>", text, re.I | re.S)
-        hint = title.group(1).strip() if title else text.strip().splitlines()[0][:80] if text.strip() else ""
+        hint = title.group(1) if title else text.strip().splitlines()[0] if text.strip() else ""
+        hint = _printable(hint, 80)
         return UnexpectedReply(
-            f"the archive answered {ctype or 'without a content type'} instead of data"
-            + (f" ({hint!r})" if hint else ""))
+            f"the archive answered {_printable(ctype, 60) or 'without a content type'} instead "
+            "of data" + (f" ({hint!r})" if hint else ""))

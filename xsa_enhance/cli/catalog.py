@@ -79,7 +79,10 @@ def query_cmd(
     )
     data = format_table(table, fmt)
     if output is not None:
-        output.write_bytes(data) if isinstance(data, bytes) else output.write_text(data)
+        try:
+            output.write_bytes(data) if isinstance(data, bytes) else output.write_text(data)
+        except OSError as exc:
+            raise UserError(f"{output}: cannot write: {exc.strerror or exc}") from exc
         click.echo(f"{len(table)} rows written to {output}", err=True)
         return
     if isinstance(data, bytes):

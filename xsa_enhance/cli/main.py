@@ -76,6 +76,9 @@ main.add_command(run_cmd)
 main.add_command(catalog_group)
 main.add_command(export_cmd)
 main.add_command(demo_cmd)
+from xsa_enhance.cli.repair import repair_cmd  # noqa: E402
+
+main.add_command(repair_cmd)
 from xsa_enhance.cli.simulate import simulate_group  # noqa: E402
 
 main.add_command(simulate_group)

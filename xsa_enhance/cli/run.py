@@ -129,6 +129,10 @@ def _print_dashboard(executor: Any) -> None:
               help="No Dask: run every task in this process (debugging).")
 @click.option("--work-dir", default=None, help="Parent of the per-task temporary folders.")
 @click.option("--force", is_flag=True, help="Redo observations already in the store.")
+@click.option("--wait-for-lock", "wait_for_lock", type=click.FloatRange(min=0), default=None,
+              is_flag=False, flag_value=float("inf"), metavar="[SECONDS]",
+              help="When another run is writing the store, wait for it (SECONDS at most; "
+                   "without a value: as long as it takes) instead of stopping at once.")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the run summary as JSON.")
 @click.option("--strict", is_flag=True, help="Exit with status 1 when an observation failed.")
@@ -155,6 +159,7 @@ def run_cmd(
     in_process: bool,
     work_dir: str | None,
     force: bool,
+    wait_for_lock: float | None,
     summary_json: Path | None,
     strict: bool,
 ) -> None:
@@ -163,6 +168,9 @@ def run_cmd(
     Observations already in the store are skipped (only missing products are made); a run
     that was killed resumes where it stopped. Failed observations are recorded in the
     store's runs catalog with the reason and do not stop the batch.
+
+    One run writes a store at a time (a writer lease in the store folder): a second run
+    stops with a line naming the run that holds it, or waits with --wait-for-lock.
     """
     from xsa_enhance.pipeline import run_pipeline
 
@@ -215,7 +223,10 @@ def run_cmd(
     quiet_dask_logs()
     printer = ProgressPrinter()
     try:
-        summary = run_pipeline(config, progress=printer, on_executor=_print_dashboard)
+        wait_s = (0.0 if wait_for_lock is None
+              else None if wait_for_lock == float("inf") else wait_for_lock)
+        summary = run_pipeline(config, progress=printer, on_executor=_print_dashboard,
+                               wait_for_lock_s=wait_s)
     finally:
         printer.close()
     click.echo(summary.format())

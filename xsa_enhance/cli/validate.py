@@ -20,12 +20,25 @@ _SUFFIXES = (".yaml", ".yml", ".json")
 def _expand(paths: tuple[Path, ...]) -> list[Path]:
     out: list[Path] = []
     for path in paths:
-        if path.is_dir() and is_product_store(path):
+        if path.is_dir() and (is_product_store(path) or (path / "zarr.json").exists()):
             out.append(path)
         elif path.is_dir():
             out.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in _SUFFIXES))
         else:
             out.append(path)
+    return out
+
+
+def _deep_issues(path: Path, *, skip_root: bool) -> list[ValidationIssue]:
+    """The deep check's findings as issues (file: the damaged group or column)."""
+    from xsa_enhance.store.integrity import deep_check
+
+    hint = f"run `xsa-enhance repair {path}`"
+    out = []
+    for f in deep_check(path):
+        if f.kind == "root" and skip_root:
+            continue
+        out.append(ValidationIssue("$", f"{f.describe()}; {hint}", f"{path}/{f.path}"))
     return out
 
 
@@ -48,12 +61,18 @@ def _expand(paths: tuple[Path, ...]) -> list[Path]:
     help="Output: one line per problem, or a JSON list.",
 )
 @click.option("--list-schemas", is_flag=True, help="List the known schemas and exit.")
-def validate(files: tuple[Path, ...], schema: str | None, fmt: str, list_schemas: bool) -> None:
+@click.option("--deep", is_flag=True,
+              help="For product stores: also re-read every array and catalog column and "
+                   "check them against their recorded checksums (missing or damaged chunks).")
+def validate(files: tuple[Path, ...], schema: str | None, fmt: str, list_schemas: bool,
+             deep: bool) -> None:
     """Check FILE... (YAML or JSON; a folder means its *.yaml/*.yml/*.json files).
 
     A product store folder is checked whole: every catalog row against
     schemas/catalog-<name>.schema.json and every product's attributes against
-    schemas/product-attributes.schema.json.
+    schemas/product-attributes.schema.json. With --deep, every array and catalog column is
+    also read back and compared with its checksum; each damaged product, slice, observation
+    or catalog column is reported by key (`xsa-enhance repair STORE` fixes them).
 
     Every problem is reported with its location (file:line:column and the JSON path).
     Exit status 0 when all files are valid, 1 when any has a problem.
@@ -70,7 +89,12 @@ def validate(files: tuple[Path, ...], schema: str | None, fmt: str, list_schemas
     for path in checked:
         try:
             if path.is_dir():
-                issues = validate_store(path)
+                try:
+                    issues = validate_store(path)
+                except InputFileError as exc:
+                    issues = [ValidationIssue("$", exc.reason, exc.path or str(path))]
+                if deep:
+                    issues.extend(_deep_issues(path, skip_root=bool(issues)))
             else:
                 issues = validate_file(path, schema=schema)
         except InputFileError as exc:

@@ -15,8 +15,10 @@ observations with a row are not harvested again, only their missing products are
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +30,7 @@ from xsa_enhance.pipeline.executors import InProcessExecutor, make_executor
 from xsa_enhance.pipeline.selection import SelectionPlan, plan_selection
 from xsa_enhance.pipeline.tasks import ObservationOutcome, ProductOutcome, observation_task, product_task
 from xsa_enhance.store import ProductStore, utcnow
+from xsa_enhance.store.lease import StoreLease, describe_holder, local_store_path
 
 __all__ = ["RunSummary", "ProgressState", "ModelInfo", "run_pipeline", "resolve_models"]
 
@@ -305,8 +308,14 @@ def run_pipeline(
     progress: Callable[[ProgressState], None] | None = None,
     plan: SelectionPlan | None = None,
     on_executor: Callable[[Any], None] | None = None,
+    wait_for_lock_s: float | None = 0.0,
 ) -> RunSummary:
     """Run the pipeline for a selection of observations.
+
+    The run holds the store's writer lease (:mod:`xsa_enhance.store.lease`) from before the
+    store is opened until the run is logged: a second run on the same store waits up to
+    ``wait_for_lock_s`` seconds for it, then stops with :class:`LeaseHeldError`. Runs that a
+    kill left ``running`` in the run log are marked ``interrupted``.
 
     Parameters
     ----------
@@ -320,6 +329,8 @@ def run_pipeline(
         Observations to process (default: :func:`plan_selection` through the archive).
     on_executor : callable, optional
         Called once with the executor when it is ready (e.g. to print the dashboard link).
+    wait_for_lock_s : float or None
+        How long to wait for another run's writer lease (0: not at all, None: forever).
 
     Returns
     -------
@@ -332,14 +343,42 @@ def run_pipeline(
     InputFileError
         The product store cannot be written (disk full, permissions...): the store and the
         reason; what was committed before stays consistent and a rerun resumes.
+    LeaseHeldError
+        Another run holds the store's writer lease (one line naming it).
     """
+    _check_paths(config)
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+    lease = None
     try:
+        folder = local_store_path(config.store)
+        if folder is None:
+            logger.warning("store %s is not a local folder: no writer lease is taken; make "
+                           "sure only one run writes it at a time", config.store)
+        else:
+            lease = StoreLease(folder, run_id=run_id).acquire(wait_s=wait_for_lock_s)
         return _run_pipeline(config, executor=executor, progress=progress, plan=plan,
-                             on_executor=on_executor)
+                             on_executor=on_executor, run_id=run_id, lease=lease)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         raise InputFileError(config.store, f"cannot write the product store: {reason}{where}") from exc
+    finally:
+        if lease is not None:
+            lease.release()
+
+
+def _check_paths(config: PipelineConfig) -> None:
+    """Refuse a store or work folder that is an existing non-folder, before anything runs."""
+    folder = local_store_path(config.store)
+    if folder is not None and folder.exists() and not folder.is_dir():
+        raise InputFileError(folder, "the product store must be a folder, this is a file")
+    if config.work_dir:
+        work = Path(config.work_dir)
+        if work.exists() and not work.is_dir():
+            raise InputFileError(work, "the work folder (--work-dir) is a file, not a folder")
+        parent = work if work.exists() else next((p for p in work.parents if p.exists()), None)
+        if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+            raise InputFileError(parent, "the work folder (--work-dir) cannot be written")
 
 
 def _run_pipeline(
@@ -349,14 +388,23 @@ def _run_pipeline(
     progress: Callable[[ProgressState], None] | None,
     plan: SelectionPlan | None,
     on_executor: Callable[[Any], None] | None,
+    run_id: str,
+    lease: StoreLease | None,
 ) -> RunSummary:
     """The body of :func:`run_pipeline` (OSErrors escape from here)."""
     t_wall = time.perf_counter()
-    run_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
     store = ProductStore(config.store, mode="a", storage_options=config.storage_options or None)
     summary = RunSummary(run_id=run_id, store=store.url, started=utcnow())
+    if lease is not None and lease.took_over:
+        summary.notes.append(f"took over the writer lease of {describe_holder(lease.took_over)}"
+                             " (stale)")
     # Drop the consolidated metadata of the last run while this one writes.
     store.invalidate_consolidated()
+    # This run holds the lease: a run still logged as running was killed.
+    stale = store.mark_interrupted_runs(except_run=run_id)
+    if stale:
+        summary.notes.append(f"marked {len(stale)} killed run(s) as interrupted: "
+                             + ", ".join(stale))
     summary.orphans_removed = store.clean_orphans()
     store.record_run({"run_id": run_id, "name": config.name, "started": summary.started,
                       "status": "running", "software_version": __version__})
@@ -388,6 +436,8 @@ def _run_pipeline(
             if not force and now - last_commit[0] < config.commit_interval_s:
                 return
             if any(batch.values()):
+                if lease is not None:
+                    lease.check()
                 store.commit(batch, run_id=run_id)
                 summary.driver_seconds["commit_s"] = (
                     summary.driver_seconds.get("commit_s", 0.0) + time.perf_counter() - now)

@@ -243,28 +243,25 @@ def observation_task(
                 "expression": str(im.expression),
                 "pps_version": str(record.get("pps_version", "")),
             }
-            path = store.write_slice_input(
+            row = {
+                "obsid": obsid,
+                "expidstr": im.expidstr,
+                "slice_id": sid,
+                "length_ks": 0 if im.length_ks is None else int(round(float(im.length_ks))),
+                "n_slices": int(im.n_slices),
+                "index": int(im.index),
+                "start": float(im_gtis[0, 0]) if len(im_gtis) else float("nan"),
+                "stop": float(im_gtis[-1, 1]) if len(im_gtis) else float("nan"),
+                "exposure": float(im.exposure_s),
+                "counts": int(counts[in_mask].sum()),
+                "band": f"{int(im.band[0])}-{int(im.band[1])} eV",
+                "store_path": store.input_path(obsid, sid),
+            }
+            store.write_slice_input(
                 obsid, sid, counts=counts, exposure_s=float(im.exposure_s), mask=in_mask,
-                attrs=attrs,
+                attrs=attrs, record=row,
             )
-            slice_rows.append(
-                {
-                    "obsid": obsid,
-                    "expidstr": im.expidstr,
-                    "slice_id": sid,
-                    "length_ks": 0 if im.length_ks is None else int(round(float(im.length_ks))),
-                    "n_slices": int(im.n_slices),
-                    "index": int(im.index),
-                    "start": float(im_gtis[0, 0]) if len(im_gtis) else float("nan"),
-                    "stop": float(im_gtis[-1, 1]) if len(im_gtis) else float("nan"),
-                    "exposure": float(im.exposure_s),
-                    "counts": int(counts[in_mask].sum()),
-                    "band": f"{int(im.band[0])}-{int(im.band[1])} eV",
-                    "store_path": path,
-                }
-            )
-        store.finish_observation(obsid)
-        timings["write_s"] = time.perf_counter() - t0
+            slice_rows.append(row)
         status, reason = "ok", ""
         if not [r for r in slice_rows if r["length_ks"] > 0]:
             status = "skipped"
@@ -286,6 +283,8 @@ def observation_task(
             "reason": reason,
             "store_path": store.observation_path(obsid),
         }
+        store.finish_observation(obsid, record=obs_row)
+        timings["write_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start
         return ObservationOutcome(
             obsid=obsid, status=status, stage="events" if status == "skipped" else "store",
@@ -470,11 +469,7 @@ def product_task(
             "uncertainty": out.uncertainty is not None,
         }
         _check_product_attrs(obsid, slice_id, attrs)
-        path = store.write_product(
-            obsid, slice_id, model=model.name, clamp=clamp, counts=out.counts, mask=out.mask,
-            attrs=attrs, uncertainty=out.uncertainty,
-        )
-        timings["product_write_s"] = time.perf_counter() - t0
+        path = store.product_path(obsid, slice_id, model.name, clamp)
         out_mask = np.asarray(out.mask, dtype=bool)
         in_mask = np.asarray(data.mask, dtype=bool)
         clamp_value = provenance.get("clamp_value", float("nan"))
@@ -513,6 +508,11 @@ def product_task(
             "store_path": path,
             "software_version": __version__,
         }
+        store.write_product(
+            obsid, slice_id, model=model.name, clamp=clamp, counts=out.counts, mask=out.mask,
+            attrs=attrs, uncertainty=out.uncertainty, record=row,
+        )
+        timings["product_write_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start
         return ProductOutcome(
             obsid=obsid, slice_id=slice_id, model=name, clamp=clamp, status="ok", product=row,

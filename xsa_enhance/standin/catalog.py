@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
 import sqlite3
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,9 +255,18 @@ def build_database(path: Path, observations: Sequence[StandinObservation]) -> No
     observations : sequence of StandinObservation
         The observations to describe.
     """
-    tmp = path.with_name(path.name + ".tmp")
-    if tmp.exists():
-        tmp.unlink()
+    # a private temporary name: several servers sharing one cache folder (three
+    # `xsa-enhance archive serve` started together) each build their own and the last
+    # atomic rename wins (the databases are identical); nothing is left behind
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        _fill_database(tmp, observations)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fill_database(tmp: Path, observations: Sequence[StandinObservation]) -> None:
     conn = sqlite3.connect(tmp)
     try:
         for table, cols in TABLE_COLUMNS.items():
@@ -300,4 +311,3 @@ def build_database(path: Path, observations: Sequence[StandinObservation]) -> No
         conn.commit()
     finally:
         conn.close()
-    tmp.replace(path)

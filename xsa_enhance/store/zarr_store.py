@@ -37,6 +37,12 @@ from xsa_enhance._version import __version__
 from xsa_enhance.errors import InputFileError, ObservationError
 from xsa_enhance.obsid import validate_obsid
 from xsa_enhance.store.catalog import CATALOG_NAMES, Catalog, rows_from_table
+from xsa_enhance.store.integrity import (
+    StoreDamagedError,
+    array_checksum,
+    update_catalog_digests,
+    values_digest,
+)
 from xsa_enhance.store.spatial import sky_columns, update_index
 
 __all__ = [
@@ -47,12 +53,28 @@ __all__ = [
     "product_key",
     "slice_key",
     "utcnow",
+    "RECORD_ATTR",
+    "VOLATILE_ROW_FIELDS",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: Version of the store layout written into the root attributes.
 STORE_FORMAT: int = 1
+
+#: Group attribute holding the catalog row of the group (its *record*; ``repair`` rebuilds
+#: unreadable catalogs from these).
+RECORD_ATTR = "catalog_row"
+
+#: Row fields left out of the records: filled in at commit (``run_id``, ``created``) or kept
+#: as the group's own attributes (``harvest_time``, ``harvest_status`` of observations).
+VOLATILE_ROW_FIELDS = frozenset({"run_id", "created", "harvest_time", "harvest_status"})
+
+
+def _record(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return _jsonable({k: v for k, v in dict(row).items() if k not in VOLATILE_ROW_FIELDS})
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -153,6 +175,22 @@ def _checked_name(name: str, what: str, obsid: str) -> str:
     return name
 
 
+class _CheckedCatalog(Catalog):
+    """A catalog whose unreadable columns raise :class:`StoreDamagedError` naming the file."""
+
+    store_url: str = ""
+
+    def column(self, name: str) -> np.ndarray:  # noqa: D102 - see Catalog.column
+        try:
+            return super().column(name)
+        except Exception as exc:  # noqa: BLE001 - codec/shape errors of damaged chunks
+            where = f"{self.store_url.rstrip('/')}/{self.group.path}/{name}"
+            text = " ".join(str(exc).split())[:120]
+            raise StoreDamagedError(
+                where, f"catalog {self.name} column {name} is unreadable "
+                       f"({type(exc).__name__}: {text})") from exc
+
+
 class ProductStore:
     """A Zarr v3 product store (local directory or fsspec URL).
 
@@ -203,7 +241,12 @@ class ProductStore:
         except OSError as exc:  # permissions, read-only or full file system...
             raise InputFileError(self.url, f"cannot open the product store: {exc.strerror or exc}") from exc
         except (ValueError, zarr.errors.ContainsArrayError) as exc:
-            raise InputFileError(self.url, f"not a usable Zarr v3 store ({exc})") from exc
+            text = " ".join(str(exc).split())[:160]
+            meta = Path(self.url) / "zarr.json"
+            if "://" not in self.url and meta.is_file():
+                raise StoreDamagedError(meta, f"root metadata of the product store is "
+                                              f"unreadable ({text})") from exc
+            raise StoreDamagedError(self.url, f"not a usable Zarr v3 store ({text})") from exc
         if mode == "r":
             if self.root.attrs.get("xsa_enhance_store") is None:
                 raise InputFileError(self.url, "not an xsa-enhance product store")
@@ -219,7 +262,10 @@ class ProductStore:
     def _initialise(self) -> None:
         attrs = self.root.attrs
         if attrs.get("xsa_enhance_store") is None:
-            if set(self.root.keys()) - {"catalogs", "obs"}:
+            with warnings.catch_warnings():  # the writer lease file is not a Zarr node
+                warnings.simplefilter("ignore", category=UserWarning)
+                present = set(self.root.keys())
+            if present - {"catalogs", "obs"}:
                 raise InputFileError(self.url, "Zarr group exists but is not a product store")
             cats = self.root.require_group("catalogs")
             state = {}
@@ -260,7 +306,9 @@ class ProductStore:
             group = self.root[entry["path"]]
         except KeyError as exc:
             raise InputFileError(self.url, f"catalog group {entry['path']!r} missing") from exc
-        return Catalog(group, name, int(entry["nrows"]))  # type: ignore[arg-type]
+        cat = _CheckedCatalog(group, name, int(entry["nrows"]))  # type: ignore[arg-type]
+        cat.store_url = self.url
+        return cat
 
     def commit(
         self, rows: Mapping[str, Sequence[Mapping[str, Any]]], *, run_id: str
@@ -312,7 +360,9 @@ class ProductStore:
                 fresh.append(row)
             if not fresh:
                 continue
+            rows_before = cat.nrows
             state[name]["nrows"] = cat.write_rows(fresh)
+            update_catalog_digests(cat.group, state[name], rows_before)
             added[name] = len(fresh)
         if added:
             self.root.attrs["catalogs"] = state
@@ -367,6 +417,7 @@ class ProductStore:
             n = new.write_rows(kept) if kept else 0
             old_paths.append(state[name]["path"])
             state[name] = {"path": f"catalogs/{name}.{gen}", "nrows": n}
+            update_catalog_digests(new.group, state[name], 0)
         self.root.attrs["catalogs"] = state
         self._update_sky_indexes(list(state))  # the new generations start without an index
         for path in old_paths:
@@ -385,6 +436,27 @@ class ProductStore:
         runs = [r for r in self.run_log if r.get("run_id") != record.get("run_id")]
         runs.append(_jsonable(dict(record)))
         self.root.attrs["runs"] = runs
+
+    def mark_interrupted_runs(self, *, except_run: str) -> list[str]:
+        """Mark runs still logged ``running`` (other than ``except_run``) as ``interrupted``.
+
+        Only the holder of the writer lease may call this: no other run can be alive then,
+        so a ``running`` record is what a killed run left. Returns their run ids.
+        """
+        runs = self.run_log
+        stale = [r for r in runs
+                 if r.get("status") == "running" and r.get("run_id") != except_run]
+        if not stale:
+            return []
+        now = utcnow()
+        for r in stale:
+            r["status"] = "interrupted"
+            r.setdefault("finished", "")
+            r["interrupted_noticed"] = now
+            logger.warning("run %s (started %s) was killed: marked interrupted",
+                           r.get("run_id"), r.get("started"))
+        self.root.attrs["runs"] = _jsonable(runs)
+        return [str(r.get("run_id")) for r in stale]
 
     def last_successful_run(self) -> dict[str, Any] | None:
         """The latest run that finished (status ``finished``), or ``None``."""
@@ -470,12 +542,19 @@ class ProductStore:
         meta["complete"] = False
         return obs.create_group(obsid, attributes=dict(meta))
 
-    def finish_observation(self, obsid: str) -> None:
-        """Mark an observation group complete (after all its slice inputs are written)."""
+    def finish_observation(self, obsid: str, *, record: Mapping[str, Any] | None = None) -> None:
+        """Mark an observation group complete (after all its slice inputs are written).
+
+        ``record``: its ``observations`` catalog row, kept in the group (see
+        :data:`RECORD_ATTR`) and written in the same attribute update.
+        """
         group = self._group(self.observation_path(obsid))
         if group is None:
             raise KeyError(f"observation {obsid} has no group in {self.url}")
-        group.attrs["complete"] = True
+        update: dict[str, Any] = {"complete": True}
+        if record is not None:
+            update[RECORD_ATTR] = _record(record)
+        group.attrs.update(update)
 
     def _write_image_group(
         self,
@@ -484,6 +563,7 @@ class ProductStore:
         attrs: Mapping[str, Any],
         *,
         dims: tuple[str, str],
+        record: Mapping[str, Any] | None = None,
     ) -> None:
         self.delete(path)
         meta = dict(_jsonable(dict(attrs)))
@@ -491,6 +571,7 @@ class ProductStore:
         meta.setdefault("software_version", __version__)
         # zarr keeps a reference to the dict it is given: always hand it copies.
         group = self.root.create_group(path, attributes=dict(meta))
+        checksums: dict[str, Any] = {}
         for name, data in arrays.items():
             data = np.asarray(data)
             chunks, shards = _chunking(data.shape)  # type: ignore[arg-type]
@@ -506,6 +587,10 @@ class ProductStore:
                 compressors=zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"),
             )
             arr[...] = data
+            checksums[name] = array_checksum(arr, data)
+        meta["checksums"] = checksums
+        if record is not None:
+            meta[RECORD_ATTR] = _record(record)
         meta["complete"] = True
         meta["written"] = utcnow()
         group.attrs.put(dict(meta))
@@ -519,11 +604,13 @@ class ProductStore:
         exposure_s: float,
         mask: np.ndarray,
         attrs: Mapping[str, Any],
+        record: Mapping[str, Any] | None = None,
     ) -> str:
         """Write a slice image: counts (int32), exposure map (float32, s) and mask (bool).
 
         The exposure map is ``exposure_s`` inside the mask and 0 outside. Returns the group
-        path. The group is marked complete only after all three arrays are written.
+        path. The group is marked complete only after all three arrays are written, with the
+        checksum of each array and ``record`` (its ``slices`` catalog row) in its attributes.
         """
         counts = np.asarray(counts)
         mask = np.asarray(mask, dtype=bool)
@@ -538,6 +625,7 @@ class ProductStore:
             {"counts": counts.astype(np.int32), "exposure": exposure, "mask": mask},
             meta,
             dims=("dety", "detx"),
+            record=record,
         )
         return path
 
@@ -552,13 +640,15 @@ class ProductStore:
         mask: np.ndarray,
         attrs: Mapping[str, Any],
         uncertainty: np.ndarray | None = None,
+        record: Mapping[str, Any] | None = None,
     ) -> str:
         """Write one enhanced product (counts float32 on the model's grid and its mask).
 
         ``uncertainty`` (optional): the per-pixel 1-sigma of the counts (float32, same shape),
         written as the array ``uncertainty`` of the same group before the group is marked
         complete, so a complete product always has the uncertainty its attributes announce
-        (``attrs["uncertainty"]`` is set to whether it has one).
+        (``attrs["uncertainty"]`` is set to whether it has one). ``record``: its ``products``
+        catalog row, kept in the group's attributes with the arrays' checksums.
         """
         counts = np.asarray(counts, dtype=np.float32)
         mask = np.asarray(mask, dtype=bool)
@@ -573,10 +663,32 @@ class ProductStore:
                                  "in shape")
             arrays["uncertainty"] = sigma
         meta["uncertainty"] = uncertainty is not None
-        self._write_image_group(path, arrays, meta, dims=("dety", "detx"))
+        self._write_image_group(path, arrays, meta, dims=("dety", "detx"), record=record)
         return path
 
     # ------------------------------------------------------------------ reading
+    def _read_checked(self, group: zarr.Group, name: str, path: str) -> np.ndarray:
+        """Read a whole array and compare it with its recorded checksum.
+
+        Raises
+        ------
+        StoreDamagedError
+            The array does not decode (a truncated chunk) or differs from its checksum (a
+            deleted chunk reads as fill values): names the group, suggests ``repair``.
+        """
+        where = f"{self.url.rstrip('/')}/{path}/{name}"
+        try:
+            data = np.asarray(group[name][...])
+        except Exception as exc:  # noqa: BLE001 - codec / shard index / metadata errors
+            text = " ".join(str(exc).split())[:120]
+            raise StoreDamagedError(where, f"array unreadable ({type(exc).__name__}: "
+                                           f"{text})") from exc
+        want = (group.attrs.get("checksums") or {}).get(name)
+        if isinstance(want, Mapping) and values_digest(data) != want.get("sha256"):
+            raise StoreDamagedError(where, "array differs from its checksum (a chunk is "
+                                           "missing or altered)")
+        return data
+
     def observation_attrs(self, obsid: str) -> dict[str, Any]:
         """Attributes of an observation group."""
         group = self._group(self.observation_path(obsid))
@@ -593,9 +705,9 @@ class ProductStore:
         return SliceData(
             obsid=obsid,
             slice_id=slice_id,
-            counts=np.asarray(group["counts"][...]),
-            exposure=np.asarray(group["exposure"][...]),
-            mask=np.asarray(group["mask"][...]),
+            counts=self._read_checked(group, "counts", path),
+            exposure=self._read_checked(group, "exposure", path),
+            mask=self._read_checked(group, "mask", path),
             attrs=dict(group.attrs),
         )
 
@@ -611,10 +723,10 @@ class ProductStore:
             obsid=obsid,
             slice_id=slice_id,
             key=product_key(model, clamp),
-            counts=np.asarray(group["counts"][...]),
-            mask=np.asarray(group["mask"][...]),
+            counts=self._read_checked(group, "counts", path),
+            mask=self._read_checked(group, "mask", path),
             attrs=dict(group.attrs),
-            uncertainty=(np.asarray(group["uncertainty"][...]) if "uncertainty" in group
+            uncertainty=(self._read_checked(group, "uncertainty", path) if "uncertainty" in group
                          else None),
         )
 
