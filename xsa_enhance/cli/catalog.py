@@ -19,15 +19,19 @@ def catalog_group() -> None:
 
 @catalog_group.command("query")
 @click.option("--store", required=True, help="Product store (path or fsspec URL).")
-@click.option("--catalog", "which", type=click.Choice(["products", "slices", "observations", "runs"]),
+@click.option("--catalog", "which", type=click.Choice(["products", "slices", "observations", "sources", "runs"]),
               default="products", show_default=True, help="Which catalog.")
 @click.option("--cone", type=(float, float, float), default=None, metavar="RA DEC RADIUS",
-              help="Observations pointed within RADIUS degrees of RA, DEC.")
+              help="Observations pointed (sources: sources) within RADIUS degrees of RA, DEC.")
 @click.option("--obsid", "obsids", multiple=True, help="Observation id (repeatable).")
 @click.option("--exposure", "exposure_ks", type=float, default=None,
               help="Slice exposure in ks (slices, products).")
-@click.option("--model", default=None, help="Model name (products).")
-@click.option("--clamp", default=None, help="Clamp mode (products).")
+@click.option("--model", default=None, help="Model name (products, sources; input: detection "
+              "on the slice itself).")
+@click.option("--clamp", default=None, help="Clamp mode (products, sources).")
+@click.option("--min-signif", type=float, default=None, help="Minimum significance (sources).")
+@click.option("--min-rate", type=float, default=None,
+              help="Minimum count rate in counts/s (sources).")
 @click.option("--since", default=None, help="Rows committed at or after this UTC date.")
 @click.option("--status", default=None, help="ok / failed / skipped (observations, runs).")
 @click.option("--format", "fmt",
@@ -45,6 +49,8 @@ def query_cmd(
     clamp: str | None,
     since: str | None,
     status: str | None,
+    min_signif: float | None,
+    min_rate: float | None,
     fmt: str,
     output: Path | None,
 ) -> None:
@@ -53,7 +59,8 @@ def query_cmd(
 
     table = query_catalog(
         store, catalog=which, cone=cone, obsid=list(obsids) or None, exposure_ks=exposure_ks,
-        model=model, clamp=clamp, since=since, status=status,
+        model=model, clamp=clamp, since=since, status=status, min_signif=min_signif,
+        min_rate=min_rate,
     )
     data = format_table(table, fmt)
     if output is not None:

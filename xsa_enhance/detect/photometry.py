@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from xsa_enhance.instrument.psf import PSF_HANDBOOK, KingPSF
 
@@ -55,13 +55,23 @@ def poisson_significance(counts: np.ndarray, expected: np.ndarray) -> np.ndarray
     """
     n = np.asarray(counts, dtype=np.float64)
     mu = np.asarray(expected, dtype=np.float64)
+    mu_safe = np.maximum(mu, 1e-300)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        logp = stats.poisson.logsf(n - 1, np.maximum(mu, 1e-300))
+        logp = stats.poisson.logsf(n - 1, mu_safe)
+        # far tail (scipy underflows to -inf): P(X >= n) ~ pmf(n) / (1 - mu / (n + 1))
+        far = ~np.isfinite(logp) & (n > mu_safe)
+        # (the pmf through gammaln, so that non-integer model "counts" work too)
+        logpmf = n * np.log(mu_safe) - mu_safe - special.gammaln(n + 1.0)
+        logp = np.where(far, logpmf - np.log1p(-np.minimum(mu_safe / (n + 1.0), 0.999)), logp)
         sig = stats.norm.isf(np.exp(logp))
-        tiny = logp < -700  # exp underflows: asymptotic inverse of the Gaussian tail
-        sig = np.where(tiny, np.sqrt(np.maximum(-2.0 * logp, 0.0)), sig)
+        # exp underflows: invert log Q(s) ~ -s^2/2 - ln(s) - ln(2 pi)/2 (one refinement)
+        tiny = logp < -700
+        s0 = np.sqrt(np.maximum(-2.0 * logp, 1.0))
+        s1 = np.sqrt(np.maximum(-2.0 * logp - 2.0 * np.log(s0) - np.log(2.0 * np.pi), 1.0))
+        sig = np.where(tiny, s1, sig)
     sig = np.where((mu <= 0) & (n > 0), np.inf, sig)
-    return np.clip(np.nan_to_num(sig, nan=-10.0), -10.0, np.inf)
+    sig = np.where(np.isnan(sig), -10.0, sig)
+    return np.clip(sig, -10.0, np.inf)
 
 
 def encircled_fraction(aperture_px: float, pixel_arcsec: float = 4.0, *,

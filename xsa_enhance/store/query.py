@@ -35,6 +35,7 @@ _TIME_COLUMN = {
     "observations": "created",
     "slices": "created",
     "products": "created",
+    "sources": "created",
     "runs": "finished",
 }
 
@@ -59,6 +60,8 @@ def query_catalog(
     clamp: str | None = None,
     since: str | None = None,
     status: str | None = None,
+    min_signif: float | None = None,
+    min_rate: float | None = None,
 ) -> Table:
     """Select rows of one catalog.
 
@@ -66,11 +69,11 @@ def query_catalog(
     ----------
     store : ProductStore or str or pathlib.Path
         The product store (opened read-only when a path is given).
-    catalog : {"products", "slices", "observations", "runs"}
+    catalog : {"products", "slices", "observations", "sources", "runs"}
         Which catalog to query.
     cone : (ra, dec, radius), optional
-        Keep rows whose observation pointing lies within ``radius`` degrees of
-        (``ra``, ``dec``) (ICRS, degrees).
+        Keep rows whose observation pointing (for ``sources``: the source position) lies
+        within ``radius`` degrees of (``ra``, ``dec``) (ICRS, degrees).
     obsid : str or sequence of str, optional
         Keep these observations only.
     exposure_ks : float, optional
@@ -83,6 +86,8 @@ def query_catalog(
         Keep rows committed at or after this UTC date/time (ISO 8601).
     status : str, optional
         Keep rows with this status (``observations`` and ``runs``).
+    min_signif, min_rate : float, optional
+        Keep sources with at least this significance / count rate (``sources`` only).
 
     Returns
     -------
@@ -100,10 +105,12 @@ def query_catalog(
         raise ConfigError(f"unknown catalog {catalog!r}; choose one of {', '.join(CATALOG_NAMES)}")
     if not isinstance(store, ProductStore):
         store = ProductStore(store, mode="r")
-    if (model is not None or clamp is not None) and catalog != "products":
-        raise ConfigError("--model and --clamp filter the products catalog only")
-    if exposure_ks is not None and catalog not in ("slices", "products"):
-        raise ConfigError("--exposure filters the slices and products catalogs only")
+    if (model is not None or clamp is not None) and catalog not in ("products", "sources"):
+        raise ConfigError("--model and --clamp filter the products and sources catalogs only")
+    if exposure_ks is not None and catalog not in ("slices", "products", "sources"):
+        raise ConfigError("--exposure filters the slices, products and sources catalogs only")
+    if (min_signif is not None or min_rate is not None) and catalog != "sources":
+        raise ConfigError("--min-signif and --min-rate filter the sources catalog only")
     if status is not None and catalog not in ("observations", "runs"):
         raise ConfigError("--status filters the observations and runs catalogs only")
     table = store.catalog(catalog).read()
@@ -124,8 +131,9 @@ def query_catalog(
         if not (0 <= radius <= 180 and -90 <= dec0 <= 90):
             raise ConfigError(f"bad cone {cone}: need 0 <= radius <= 180 and -90 <= dec <= 90")
         if len(table):
-            ra = np.asarray(table["ra_pnt"], dtype=float)
-            dec = np.asarray(table["dec_pnt"], dtype=float)
+            pos = ("ra", "dec") if catalog == "sources" else ("ra_pnt", "dec_pnt")
+            ra = np.asarray(table[pos[0]], dtype=float)
+            dec = np.asarray(table[pos[1]], dtype=float)
             finite = np.isfinite(ra) & np.isfinite(dec)
             sep = np.full(len(table), np.inf)
             if finite.any():
@@ -144,6 +152,10 @@ def query_catalog(
         keep &= np.asarray(table["clamp_mode"], dtype=str) == clamp
     if status is not None:
         keep &= np.asarray(table["status"], dtype=str) == status
+    if min_signif is not None:
+        keep &= np.nan_to_num(np.asarray(table["signif"], dtype=float), nan=-np.inf) >= min_signif
+    if min_rate is not None:
+        keep &= np.nan_to_num(np.asarray(table["rate"], dtype=float), nan=-np.inf) >= min_rate
     if since is not None:
         t0 = _parse_time(since)
         col = _TIME_COLUMN[catalog]
