@@ -129,8 +129,9 @@ def detect_cmd(image: str, model_name: str | None, clamp: str | None,
 @click.option("--seed", type=int, default=1000, show_default=True)
 @click.option("--no-simulation", is_flag=True, help="Real observations only.")
 @click.option("--sweep", is_flag=True,
-              help="Also sweep the thresholds on the simulations and print the pair each "
-                   "mode's default should be (most true detections at purity >= 0.99).")
+              help="Also sweep smoothing and thresholds on 6 simulated fields and print the "
+                   "setting each mode's default should be (most sources found at purity >= "
+                   "0.99).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for sources_eval.{md,json} and sources_completeness.png.")
 def detect_eval_cmd(real_dir: str | None, obsids: tuple[str, ...], clamps: tuple[str, ...],
@@ -148,8 +149,8 @@ def detect_eval_cmd(real_dir: str | None, obsids: tuple[str, ...], clamps: tuple
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "sources_sweep.json").write_text(json.dumps(res, indent=1) + "\n")
         for label, r in res.items():
-            click.echo(f"sweep {label}: chosen (SIGNIF, DET_SIGNIF, detected, true, purity) = "
-                       f"{r['chosen']}")
+            click.echo(f"sweep {label}: chosen (smooth_px, SIGNIF, DET_SIGNIF, detected, true, "
+                       f"purity, sources found) = {r['chosen']}")
     result = detect_eval(out_dir, real_dir=real_dir, clamps=clamps, n_fields=n_fields,
                          seed=seed, obsids=list(obsids) or None, simulate=not no_simulation)
     if result["simulated"]:

@@ -57,13 +57,13 @@ FLAG_LOW_CONFIDENCE: int = 4
 FLAG_EXTENDED: int = 8
 
 #: Defaults per detection mode: ``input`` (no model), ``dn`` and ``sr`` (detection on the
-#: model's output): ``min_signif``, ``min_det_signif`` and the smoothing of the peak search
-#: (a model output is already smooth). Thresholds chosen on simulated fields: per mode the
-#: pair with the most true detections among those with purity >= 0.99 on 6 simulated fields
-#: (``xsa-enhance detect-eval --sweep``, docs/sources.md).
+#: model's output): ``min_signif``, ``min_det_signif`` and the smoothing of the peak search.
+#: Chosen on simulated fields, not on real data: per mode the setting that finds the most
+#: simulated sources among those with purity >= 0.99 on 6 fields (``xsa-enhance detect-eval
+#: --sweep``, docs/sources.md; constant-clamp models).
 DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
-    "input": {"min_signif": 5.0, "min_det_signif": 0.0, "smooth_px": 1.0},
-    "dn": {"min_signif": 3.5, "min_det_signif": 3.0, "smooth_px": 0.0},
+    "input": {"min_signif": 4.5, "min_det_signif": 0.0, "smooth_px": 0.5},
+    "dn": {"min_signif": 3.5, "min_det_signif": 3.0, "smooth_px": 0.5},
     "sr": {"min_signif": 3.5, "min_det_signif": 3.0, "smooth_px": 0.0},
 }
 
@@ -118,9 +118,9 @@ class DetectionConfig:
         At most this many candidates (the highest smoothed peaks) are measured.
     """
 
-    min_signif: float = 5.0
+    min_signif: float = 4.5
     min_det_signif: float = 0.0
-    smooth_px: float = 1.0
+    smooth_px: float = 0.5
     min_separation_px: float = 2.5
     aperture_px: float = 2.0
     annulus_px: tuple[float, float] = (5.0, 10.0)

@@ -257,46 +257,52 @@ def evaluate_simulated(modes: Sequence[DetectionMode], *, n_fields: int = 8, see
     return out
 
 
-def sweep_thresholds(modes: Sequence[DetectionMode], *, n_fields: int = 8, seed: int = 1000,
+def sweep_thresholds(modes: Sequence[DetectionMode], *, n_fields: int = 6, seed: int = 1000,
                      grid_signif: Sequence[float] = (2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5),
                      grid_det: Sequence[float] = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0),
+                     grid_smooth: Sequence[float] = (0.0, 0.5, 1.0),
                      match_px: float = 2.5, min_purity: float = 0.99,
                      runner: ModeRunner | None = None) -> dict[str, Any]:
-    """Purity and true detections of each mode over a grid of thresholds, on simulations.
+    """Purity and completeness of each mode over a grid of settings, on simulations.
 
-    Detection runs once per field and mode with the lowest thresholds; the grid is applied
-    to the resulting ``SIGNIF`` / ``DET_SIGNIF`` columns. The chosen pair per mode is the one
-    with the most true detections among those with purity >= ``min_purity``.
+    Detection runs once per field, mode and smoothing with the lowest thresholds; the
+    threshold grid is applied to the resulting ``SIGNIF`` / ``DET_SIGNIF`` columns. The chosen
+    setting per mode is the one that finds the most simulated sources among those with
+    purity >= ``min_purity`` (a source split into several detections counts once).
 
     Returns
     -------
     dict
-        Per mode label: ``grid`` (rows ``[min_signif, min_det_signif, n_detected, n_true,
-        purity]``) and ``chosen`` (a row or None).
+        Per mode label: ``grid`` (rows ``[smooth_px, min_signif, min_det_signif,
+        n_detected, n_true_detections, purity, n_sources_found]``) and ``chosen`` (a row or
+        None).
     """
     runner = runner or ModeRunner()
-    tabs: dict[str, list[tuple[Any, np.ndarray]]] = {m.label: [] for m in modes}
-    for i in range(n_fields):
-        fld = simulated_field(seed + i)
-        for mode in modes:
-            cfg = replace(runner.config(mode), min_signif=min(grid_signif), min_det_signif=-10.0)
-            tab = runner.run(mode, fld.counts, fld.exposure_s, fld.mask, config=cfg)
-            true_det, _ = match_sources(tab, fld.x, fld.y, match_px=match_px)
-            tabs[mode.label].append((tab, true_det))
+    fields = [simulated_field(seed + i) for i in range(n_fields)]
     out: dict[str, Any] = {}
     for mode in modes:
         rows = []
         dets = (0.0,) if mode.model is None else tuple(grid_det)
-        for s in grid_signif:
-            for d in dets:
-                nd = nt = 0
-                for tab, true_det in tabs[mode.label]:
-                    sel = (np.asarray(tab["SIGNIF"]) >= s) & (np.asarray(tab["DET_SIGNIF"]) >= d)
-                    nd += int(sel.sum())
-                    nt += int(true_det[sel].sum())
-                rows.append([float(s), float(d), nd, nt, nt / nd if nd else math.nan])
-        ok = [r for r in rows if r[2] and r[4] >= min_purity]
-        chosen = max(ok, key=lambda r: (r[3], r[4])) if ok else None
+        for sm in grid_smooth:
+            runs = []
+            for fld in fields:
+                cfg = replace(runner.config(mode), min_signif=min(grid_signif),
+                              min_det_signif=-10.0, smooth_px=float(sm))
+                tab = runner.run(mode, fld.counts, fld.exposure_s, fld.mask, config=cfg)
+                runs.append((tab, fld))
+            for s in grid_signif:
+                for d in dets:
+                    nd = nt = nf = 0
+                    for tab, fld in runs:
+                        sel = (np.asarray(tab["SIGNIF"]) >= s) & (np.asarray(tab["DET_SIGNIF"]) >= d)
+                        true_det, found = match_sources(tab[sel], fld.x, fld.y, match_px=match_px)
+                        nd += int(sel.sum())
+                        nt += int(true_det.sum())
+                        nf += int(found.sum())
+                    rows.append([float(sm), float(s), float(d), nd, nt,
+                                 nt / nd if nd else math.nan, nf])
+        ok = [r for r in rows if r[3] and r[5] >= min_purity]
+        chosen = max(ok, key=lambda r: (r[6], r[5])) if ok else None
         out[mode.label] = {"grid": rows, "chosen": chosen}
     return out
 
