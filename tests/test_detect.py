@@ -196,3 +196,28 @@ def test_simulated_validation_and_threshold_sweep(tmp_path):
     files = write_report(tmp_path, simulated=sim, real=None)
     assert {f.name for f in files} == {"sources_eval.json", "sources_eval.md",
                                        "sources_completeness.png"}
+
+
+def test_low_confidence_and_extended_flags():
+    from xsa_enhance.detect.find import FLAG_EXTENDED, FLAG_LOW_CONFIDENCE
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:200, 0:220]
+    lam = 0.05 + 3000 * np.exp(-((yy - 60) ** 2 + (xx - 60) ** 2) / (2 * 4.0 ** 2)) / (
+        2 * np.pi * 16.0)  # a blob of sigma 16" (4 px): extended
+    lam += 300 * np.exp(-((yy - 140) ** 2 + (xx - 160) ** 2) / (2 * 1.3 ** 2)) / (2 * np.pi * 1.69)
+    img = rng.poisson(lam).astype(float)
+    mask = np.ones(img.shape, bool)
+    tab = detect_sources(img, 20000.0, mask)
+    blob = tab[np.hypot(tab["X"] - 61, tab["Y"] - 61) < 3]
+    point = tab[np.hypot(tab["X"] - 161, tab["Y"] - 141) < 3]
+    assert len(blob) >= 1 and blob["FLAGS"][0] & FLAG_EXTENDED and not blob["POINTLIKE"][0]
+    assert len(point) == 1 and point["POINTLIKE"][0] and not point["FLAGS"][0] & FLAG_EXTENDED
+    # a model output whose uncertainty swamps its excess is flagged, a confident one is not
+    model = lam * 2.5
+    cfg = DetectionConfig(min_signif=3.0, min_det_signif=0.0)
+    for sigma, flagged in ((np.full(img.shape, 50.0), True), (np.full(img.shape, 0.01), False)):
+        t = detect_sources(img, 20000.0, mask, config=cfg, detection_image=model,
+                           detection_exposure_s=50000.0, uncertainty=sigma)
+        p = t[np.hypot(t["X"] - 161, t["Y"] - 141) < 3]
+        assert len(p) == 1 and bool(p["FLAGS"][0] & FLAG_LOW_CONFIDENCE) == flagged

@@ -228,7 +228,7 @@ def _psf_sigma(radius_px: float, pixel_arcsec: float) -> float:
 
 
 def source_extent(counts: np.ndarray, mask: np.ndarray, x: np.ndarray, y: np.ndarray,
-                  bkg_per_pixel: np.ndarray, *, radius_px: float = 4.0,
+                  bkg_per_pixel: np.ndarray, *, radius_px: float = 6.0,
                   pixel_arcsec: float = 4.0) -> np.ndarray:
     """Gaussian sigma (arcsec) of each source beyond the PSF, from second moments.
 
