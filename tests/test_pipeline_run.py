@@ -92,7 +92,7 @@ def _snapshot(url):
     """Catalog rows (without times and run ids) and a digest of every array and attribute."""
     store = ProductStore(url, mode="r")
     cats = {}
-    for name in ("observations", "slices", "products"):
+    for name in ("observations", "slices", "products", "sources"):
         t = store.catalog(name).read()
         cols = [c for c in t.colnames if c not in VOLATILE_COLUMNS]
         rows = sorted(tuple(str(r[c]) for c in cols) for r in t)
