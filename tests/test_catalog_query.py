@@ -119,7 +119,7 @@ def test_obsid_exposure_model_clamp_since_filters(store_url):
     assert len(query_catalog(store_url, catalog="products", since="2999-01-01")) == 0
     from xsa_enhance.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="products catalog only"):
+    with pytest.raises(ConfigError, match="products and sources catalogs only"):
         query_catalog(store_url, catalog="slices", model="sr-v1")
     with pytest.raises(ConfigError, match="--since"):
         query_catalog(store_url, catalog="products", since="yesterday")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -176,3 +177,10 @@ def test_demo_end_to_end(tmp_path):
     assert list((tmp_path / "demo" / "quicklooks").glob("*.png"))
     store = ProductStore(tmp_path / "demo" / "store.zarr", mode="r")
     assert store.catalog("observations").nrows == 3 and store.run_log[-1]["status"] == "finished"
+    # the store answers catalog query --catalog sources, with sky positions
+    from xsa_enhance.store.query import query_catalog
+
+    src = query_catalog(store, catalog="sources")
+    assert len(src) > 0 and {"input"} < set(src["model"])
+    assert np.all(np.isfinite(src["ra"])) and np.all(np.isfinite(src["dec"]))
+    assert "--catalog sources" in res.output

@@ -92,7 +92,7 @@ def _snapshot(url):
     """Catalog rows (without times and run ids) and a digest of every array and attribute."""
     store = ProductStore(url, mode="r")
     cats = {}
-    for name in ("observations", "slices", "products"):
+    for name in ("observations", "slices", "products", "sources"):
         t = store.catalog(name).read()
         cols = [c for c in t.colnames if c not in VOLATILE_COLUMNS]
         rows = sorted(tuple(str(r[c]) for c in cols) for r in t)
@@ -165,8 +165,12 @@ def test_outcomes_catalogs_and_products(archive, reference):
         assert prod.attrs["weights_sha256"] == p["weights_sha256"]
         assert validate_data(prod.attrs, schema="product-attributes") == []
     assert store.find_orphans() == []
+    # sources were detected on every 1x slice and every product, measured on the slice
+    sources = store.catalog("sources").read()
+    assert set(sources["model"]) <= {"input"} | {str(m) for m in products["model"]}
+    assert np.all(np.isfinite(sources["ra"])) and np.all(sources["signif"] >= 3.5)
     # every committed row is valid against schemas/catalog-<name>.schema.json
-    for name in ("observations", "slices", "products", "runs"):
+    for name in ("observations", "slices", "products", "sources", "runs"):
         for row in store.catalog(name).rows():
             assert validate_data(row, schema=f"catalog-{name}") == [], (name, row)
 

@@ -19,22 +19,26 @@ def catalog_group() -> None:
 
 @catalog_group.command("query")
 @click.option("--store", required=True, help="Product store (path or fsspec URL).")
-@click.option("--catalog", "which", type=click.Choice(["products", "slices", "observations", "runs"]),
+@click.option("--catalog", "which", type=click.Choice(["products", "slices", "observations", "sources", "runs"]),
               default="products", show_default=True, help="Which catalog.")
 @click.option("--cone", type=(str, str, str), default=None, metavar="RA DEC RADIUS",
-              help="Observations pointed within RADIUS of RA, DEC: degrees (161.265 -59.685 "
-                   "0.5) or sexagesimal (10h45m03.6s -59d41m04s 30arcmin).")
+              help="Observations pointed (sources: sources) within RADIUS of RA, DEC: degrees "
+                   "(161.265 -59.685 0.5) or sexagesimal (10h45m03.6s -59d41m04s 30arcmin).")
 @click.option("--cone-name", type=(str, str), default=None, metavar="NAME RADIUS",
               help="Like --cone around an object name resolved through astropy (needs the "
                    "network).")
 @click.option("--obsid", "obsids", multiple=True, help="Observation id, 10 digits (repeatable).")
 @click.option("--exposure", "exposure_ks", type=float, default=None,
-              help="Slice exposure in ks (slices, products).")
+              help="Slice exposure in ks (slices, products, sources).")
 @click.option("--model", default=None,
-              help="Model NAME-vN, or alias NAME for every version (products).")
+              help="Model NAME-vN, or alias NAME for every version (products, sources; "
+                   "sources: 'input' is detection on the slice itself).")
 @click.option("--clamp", default=None,
               help="Clamp mode: constant, quantile, none (a family) or e.g. quantile:0.9999 "
-                   "(products).")
+                   "(products, sources).")
+@click.option("--min-signif", type=float, default=None, help="Minimum significance (sources).")
+@click.option("--min-rate", type=float, default=None,
+              help="Minimum count rate in counts/s (sources).")
 @click.option("--since", default=None, help="Rows committed at or after this UTC date.")
 @click.option("--observed-after", default=None,
               help="Observations whose exposure started (DATE-OBS) at or after this date.")
@@ -60,6 +64,8 @@ def query_cmd(
     observed_after: str | None,
     observed_before: str | None,
     status: str | None,
+    min_signif: float | None,
+    min_rate: float | None,
     fmt: str,
     output: Path | None,
 ) -> None:
@@ -75,7 +81,7 @@ def query_cmd(
         store, catalog=which, cone=cone if cone is not None else cone_name,
         obsid=list(obsids) or None, exposure_ks=exposure_ks, model=model, clamp=clamp,
         since=since, status=status, observed_after=observed_after,
-        observed_before=observed_before,
+        observed_before=observed_before, min_signif=min_signif, min_rate=min_rate,
     )
     data = format_table(table, fmt)
     if output is not None:

@@ -138,6 +138,13 @@ def demo_cmd(out_dir: Path, n_obs: int, workers: int, seed: int, in_process: boo
     click.echo("")
     click.echo(f"== xsa-enhance catalog query --store {config.store} --catalog {which} ==")
     click.echo(format_table(table[keep], "table"), nl=False)
+    sources = query_catalog(store, catalog="sources", min_signif=5.0)
+    sources.sort("signif", reverse=True)
+    cols = ["obsid", "slice_id", "model", "source_id", "ra", "dec", "rate", "signif", "flags"]
+    click.echo("")
+    click.echo(f"== xsa-enhance catalog query --store {config.store} --catalog sources "
+               f"--min-signif 5 == ({len(sources)} rows, the 10 most significant)")
+    click.echo(format_table(sources[cols][:10], "table"), nl=False)
 
     pngs: list[Path] = []
     ok = [o["obsid"] for o in summary.outcomes if o["status"] == "ok"]

@@ -82,3 +82,7 @@ main.add_command(repair_cmd)
 from xsa_enhance.cli.simulate import simulate_group  # noqa: E402
 
 main.add_command(simulate_group)
+from xsa_enhance.cli.detect import detect_cmd, detect_eval_cmd  # noqa: E402
+
+main.add_command(detect_cmd)
+main.add_command(detect_eval_cmd)

@@ -608,6 +608,7 @@ def _run_pipeline(
                 else:
                     if result.status == "ok":
                         batch.setdefault("products", []).append(result.product)
+                        batch.setdefault("sources", []).extend(result.sources)
                         st.n_products += 1
                         summary.n_products += 1
                         state.products_done += 1
@@ -715,6 +716,7 @@ def _handle_observation(
     # the observation group complete.
     batch.setdefault("slices", []).extend(result.slices)
     batch.setdefault("observations", []).append(result.observation)
+    batch.setdefault("sources", []).extend(getattr(result, "sources", []))
     st.n_slices = len(result.slices)
     summary.n_slices += len(result.slices)
     state.slices_done += len(result.slices)

@@ -67,6 +67,7 @@ class ObservationOutcome:
     slices: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     worker: str = ""
+    sources: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -82,6 +83,7 @@ class ProductOutcome:
     product: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     worker: str = ""
+    sources: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _worker_name() -> str:
@@ -223,6 +225,7 @@ def observation_task(
         images = [im for im in proc.slices]
         store.begin_observation(obsid, attrs=obs_attrs)
         slice_rows: list[dict[str, Any]] = []
+        source_rows: list[dict[str, Any]] = []
         for im in images:
             sid = slice_id_of(im)
             if im.grid.name != "1x":
@@ -262,6 +265,13 @@ def observation_task(
                 attrs=attrs, record=row,
             )
             slice_rows.append(row)
+            if im.grid.name == "1x":  # sources of the slice itself (xsa_enhance.detect)
+                from xsa_enhance.detect.catalog import detect_rows
+
+                source_rows += detect_rows(counts, float(im.exposure_s), in_mask, attrs=attrs,
+                                           base={**{k: row[k] for k in (
+                                               "obsid", "expidstr", "slice_id", "length_ks")},
+                                               "model": "input", "clamp_mode": ""})
         status, reason = "ok", ""
         if not [r for r in slice_rows if r["length_ks"] > 0]:
             status = "skipped"
@@ -289,7 +299,7 @@ def observation_task(
         return ObservationOutcome(
             obsid=obsid, status=status, stage="events" if status == "skipped" else "store",
             reason=reason, observation=obs_row, slices=slice_rows, timings=timings,
-            worker=_worker_name(),
+            worker=_worker_name(), sources=source_rows,
         )
     except Exception as exc:  # noqa: BLE001 - one bad observation never stops the batch
         if not isinstance(exc, XsaError):
@@ -513,10 +523,18 @@ def product_task(
             attrs=attrs, uncertainty=out.uncertainty, record=row,
         )
         timings["product_write_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        from xsa_enhance.detect.catalog import detect_rows
+
+        sources = detect_rows(
+            data.counts, exposure_s, in_mask, attrs=src, output=out, kind=model.kind,
+            factor=int(model.factor), base={k: row[k] for k in (
+                "obsid", "expidstr", "slice_id", "length_ks", "model", "clamp_mode")})
+        timings["detect_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start
         return ProductOutcome(
             obsid=obsid, slice_id=slice_id, model=name, clamp=clamp, status="ok", product=row,
-            timings=timings, worker=_worker_name(),
+            timings=timings, worker=_worker_name(), sources=sources,
         )
     except Exception as exc:  # noqa: BLE001 - recorded, the batch goes on
         if not isinstance(exc, XsaError):

@@ -82,7 +82,7 @@ def _c(name: str, dtype: str, unit: str, description: str, fill: object = None) 
     return Column(name, dtype, unit, description, fill)
 
 
-#: Column definitions of the four catalogs (the JSON Schemas in ``schemas/`` mirror these).
+#: Column definitions of the catalogs (the JSON Schemas in ``schemas/`` mirror these).
 CATALOG_SCHEMAS: dict[str, tuple[Column, ...]] = {
     "observations": (
         _c("obsid", "str", "", "XMM-Newton observation identifier (10 digits)"),
@@ -176,6 +176,36 @@ CATALOG_SCHEMAS: dict[str, tuple[Column, ...]] = {
         _c("run_id", "str", "", "run that committed the row"),
         _c("created", "str", "", "when the product row was committed (UTC, ISO 8601)"),
     ),
+    # sources detected on each stored slice image (model "input") and on each enhanced
+    # product, measured on the slice's own counts (xsa_enhance.detect)
+    "sources": (
+        _c("obsid", "str", "", "observation identifier"),
+        _c("expidstr", "str", "", "exposure identifier"),
+        _c("slice_id", "str", "", "slice key of the input image"),
+        _c("length_ks", "i8", "ks", "nominal exposure of the input slice"),
+        _c("model", "str", "", "model whose output the detection ran on (input: the slice "
+                               "itself)"),
+        _c("kind", "str", "", "input, sr or dn"),
+        _c("clamp_mode", "str", "", "clamp mode of the product (empty for input)"),
+        _c("source_id", "i8", "", "source number within its image (1-based)"),
+        _c("x", "f8", "pix", "1-based column of the 1x DET grid (ds9 convention)"),
+        _c("y", "f8", "pix", "1-based row of the 1x DET grid (ds9 convention)"),
+        _c("ra", "f8", "deg", "right ascension (ICRS) from the approximate sky WCS"),
+        _c("dec", "f8", "deg", "declination (ICRS) from the approximate sky WCS"),
+        _c("rate", "f8", "ct/s", "aperture-corrected background-subtracted count rate "
+                                 "(input counts)"),
+        _c("rate_err", "f8", "ct/s", "1-sigma error of rate"),
+        _c("signif", "f8", "", "Gaussian-equivalent sigma of the Poisson probability of the "
+                               "aperture counts given the annulus background (input counts)"),
+        _c("det_signif", "f8", "", "the same statistic on the detection image (a score for "
+                                   "model outputs)"),
+        _c("extent", "f8", "arcsec", "Gaussian sigma beyond the PSF (0: point-like)"),
+        _c("pointlike", "bool", "", "consistent with a point source"),
+        _c("flags", "i8", "", "bits: 1 near chip gap / mask edge, 2 restored (clamped) core, "
+                              "4 low uncertainty-based confidence, 8 extended"),
+        _c("run_id", "str", "", "run that committed the row"),
+        _c("created", "str", "", "when the row was committed (UTC, ISO 8601)"),
+    ),
     "runs": (
         _c("run_id", "str", "", "run identifier"),
         _c("obsid", "str", "", "observation identifier"),
@@ -200,6 +230,7 @@ CATALOG_KEYS: dict[str, tuple[str, ...]] = {
     "observations": ("obsid", "expidstr"),
     "slices": ("obsid", "slice_id"),
     "products": ("obsid", "slice_id", "model", "clamp_mode"),
+    "sources": ("obsid", "slice_id", "model", "clamp_mode", "source_id"),
     "runs": (),
 }
 
@@ -211,6 +242,7 @@ LATE_COLUMNS: dict[str, frozenset[str]] = {
                            "flux_fraction_below_3sigma", "median_significance",
                            "input_exposure", "input_rate", "output_rate", "output_background",
                            "restored_rate"}),
+    "sources": frozenset(),
     "runs": frozenset(),
 }
 

@@ -123,6 +123,7 @@ _TIME_COLUMN = {
     "observations": "created",
     "slices": "created",
     "products": "created",
+    "sources": "created",
     "runs": "finished",
 }
 
@@ -350,6 +351,8 @@ def query_catalog(
     status: str | None = None,
     observed_after: str | None = None,
     observed_before: str | None = None,
+    min_signif: float | None = None,
+    min_rate: float | None = None,
 ) -> Table:
     """Select rows of one catalog.
 
@@ -357,12 +360,12 @@ def query_catalog(
     ----------
     store : ProductStore or str or pathlib.Path
         The product store (opened read-only when a path is given).
-    catalog : {"products", "slices", "observations", "runs"}
+    catalog : {"products", "slices", "observations", "sources", "runs"}
         Which catalog to query.
     cone : sequence, optional
         ``(ra, dec, radius)`` or ``(position, radius)`` as read by :func:`parse_cone`
         (degrees, sexagesimal strings, a SkyCoord or an object name): keep rows whose
-        observation pointing lies within the radius.
+        observation pointing (for ``sources``: the source position) lies within the radius.
     obsid : str or sequence of str, optional
         Keep these observations only (each must be ten digits).
     exposure_ks : float, optional
@@ -381,6 +384,8 @@ def query_catalog(
     observed_after, observed_before : str, optional
         Keep rows of observations whose exposure started (``date_obs``) at or after / before
         this date (ISO 8601; not ``runs``).
+    min_signif, min_rate : float, optional
+        Keep sources with at least this significance / count rate (``sources`` only).
 
     Returns
     -------
@@ -397,10 +402,12 @@ def query_catalog(
     """
     if catalog not in CATALOG_NAMES:
         raise ConfigError(f"unknown catalog {catalog!r}; choose one of {', '.join(CATALOG_NAMES)}")
-    if (model is not None or clamp is not None) and catalog != "products":
-        raise ConfigError("--model and --clamp filter the products catalog only")
-    if exposure_ks is not None and catalog not in ("slices", "products"):
-        raise ConfigError("--exposure filters the slices and products catalogs only")
+    if (model is not None or clamp is not None) and catalog not in ("products", "sources"):
+        raise ConfigError("--model and --clamp filter the products and sources catalogs only")
+    if exposure_ks is not None and catalog not in ("slices", "products", "sources"):
+        raise ConfigError("--exposure filters the slices, products and sources catalogs only")
+    if (min_signif is not None or min_rate is not None) and catalog != "sources":
+        raise ConfigError("--min-signif and --min-rate filter the sources catalog only")
     if status is not None:
         if catalog not in STATUSES:
             raise ConfigError("--status filters the observations and runs catalogs only")
@@ -449,6 +456,11 @@ def query_catalog(
         table["dec_pnt"].description = "pointing declination of the observation"
         table["date_obs"].description = ("start of the observation's exposure (DATE-OBS of "
                                          "the event list, ISO 8601)")
+    elif catalog == "sources" and (observed_after is not None or observed_before is not None):
+        obs = store.catalog("observations").read()
+        dates = {str(o): str(t) for o, t in zip(obs["obsid"], obs["date_obs"])}
+        table["date_obs"] = np.array([dates.get(str(o), "") for o in table["obsid"]],
+                                     dtype=str) if len(table) else np.zeros(0, dtype="U1")
     if centre_radius is not None and len(table) and not own_sky:
         centre, radius = centre_radius
         ra = np.asarray(table["ra_pnt"], dtype=float)
@@ -463,9 +475,11 @@ def query_catalog(
         keep &= np.isin(np.asarray(table["obsid"], dtype=str), sorted(wanted_obsids))
     if exposure_ks is not None:
         keep &= np.isclose(np.asarray(table["length_ks"], dtype=float), float(exposure_ks))
-    if model is not None:
+    if model is not None and catalog == "sources" and str(model).strip() == "input":
+        keep &= np.asarray(table["model"], dtype=str) == "input"
+    elif model is not None:
         names = model_filter(model, np.asarray(table["model"], dtype=str).tolist(),
-                             where=f"the products catalog of {store.url}")
+                             where=f"the {catalog} catalog of {store.url}")
         keep &= np.isin(np.asarray(table["model"], dtype=str), sorted(names))
     if clamp is not None:
         keep &= _clamp_filter(clamp, np.asarray(table["clamp_mode"], dtype=str))
@@ -477,6 +491,10 @@ def query_catalog(
         keep &= _after(table["date_obs"], t_after)
     if t_before is not None and len(table):
         keep &= _after(table["date_obs"], t_before, before=True)
+    if min_signif is not None:
+        keep &= np.nan_to_num(np.asarray(table["signif"], dtype=float), nan=-np.inf) >= min_signif
+    if min_rate is not None:
+        keep &= np.nan_to_num(np.asarray(table["rate"], dtype=float), nan=-np.inf) >= min_rate
     out = table[keep]
     # a stable order whatever the order of the commits: by key (the runs log by time)
     order = list(CATALOG_KEYS[catalog]) or ["finished", "obsid"]

@@ -300,6 +300,8 @@ class ProductStore:
         if name not in CATALOG_NAMES:
             raise ValueError(f"unknown catalog {name!r}; expected one of {CATALOG_NAMES}")
         entry = self._catalog_state().get(name)
+        if entry is None and name == "sources":
+            return self._missing_sources_catalog()
         if entry is None:
             raise InputFileError(self.url, f"catalog {name!r} missing")
         try:
@@ -309,6 +311,17 @@ class ProductStore:
         cat = _CheckedCatalog(group, name, int(entry["nrows"]))  # type: ignore[arg-type]
         cat.store_url = self.url
         return cat
+
+    def _missing_sources_catalog(self) -> Catalog:
+        """The ``sources`` catalog of a store written before it existed: created (empty) on
+        a writable store, an empty in-memory one on a read-only store."""
+        if self.mode == "r":
+            return Catalog.create(zarr.group(store=zarr.storage.MemoryStore()), "sources")
+        Catalog.create(self.root.require_group("catalogs"), "sources", group_name="sources.0")
+        state = self._catalog_state()
+        state["sources"] = {"path": "catalogs/sources.0", "nrows": 0}
+        self.root.attrs["catalogs"] = state
+        return self.catalog("sources")
 
     def commit(
         self, rows: Mapping[str, Sequence[Mapping[str, Any]]], *, run_id: str
@@ -343,6 +356,7 @@ class ProductStore:
             if not batch:
                 continue
             cat = self.catalog(name)
+            state.setdefault(name, self._catalog_state()[name])  # created for an old store
             seen = cat.keys()
             fresh: list[dict[str, Any]] = []
             for row in batch:
@@ -402,7 +416,9 @@ class ProductStore:
         old_paths = []
         removed = 0
         cats = self.root["catalogs"]
-        for name in ("observations", "slices", "products"):
+        for name in ("observations", "slices", "products", "sources"):
+            if name not in state:
+                continue
             cat = self.catalog(name)
             table = cat.read()
             keep = ~np.isin(np.asarray(table["obsid"], dtype=str), list(drop))
