@@ -243,3 +243,23 @@ def test_cli_index_builds_the_index_of_an_old_store(tmp_path) -> None:
     sep = _haversine_arcsec(30.0, 10.0, ra, dec) / 3600
     np.testing.assert_array_equal(spatial.cone_rows(cat, 30.0, 10.0, 12.0),
                                   np.nonzero(sep <= 12.0)[0])
+
+
+def test_cli_index_refuses_a_store_whose_lease_is_held(tmp_path) -> None:
+    from xsa_enhance.store.lease import StoreLease
+
+    rng = np.random.default_rng(9)
+    store = ProductStore(tmp_path / "s.zarr")
+    _append(store, rng.uniform(0, 360, 500), rng.uniform(-90, 90, 500))
+    del store.catalog("observations").group["sky_index"]
+    held = StoreLease(tmp_path / "s.zarr", run_id="a-run").acquire()
+    try:
+        res = CliRunner().invoke(main, ["catalog", "index", "--store", store.url])
+        assert res.exit_code != 0 and res.output.count("\n") == 1, res.output
+        assert "a-run" in res.output
+        assert "sky_index" not in store.catalog("observations").group  # nothing written
+    finally:
+        held.release()
+    res = CliRunner().invoke(main, ["catalog", "index", "--store", store.url])
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "s.zarr" / "xsa-lease.json").exists()  # released afterwards

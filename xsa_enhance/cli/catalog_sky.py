@@ -99,15 +99,26 @@ def crossmatch_cmd(
 def index_cmd(store: str, which: tuple[str, ...], rebuild: bool) -> None:
     """Build or extend the spatial index of the sky catalogs (stores written before it).
 
-    Runs update it after every commit; do not run this while a pipeline run writes the store.
+    Runs update it after every commit. A writer: it takes the store's writer lease (a local
+    store held by a run stops with one line naming the holder).
     """
-    from xsa_enhance.store import ProductStore, spatial
+    import time
 
-    handle = ProductStore(store, mode="r+")
-    handle.invalidate_consolidated()
-    for name in which or _SKY:
-        added = spatial.update_index(handle.catalog(name), rebuild=rebuild)
-        info = spatial.index_info(handle.catalog(name))
-        click.echo(f"{name}: {added} rows indexed now; {info['indexed']} of {info['rows']} "
-                   f"rows indexed in {info['segments']} segment(s)")
-    handle.consolidate()
+    from xsa_enhance.store import ProductStore, spatial
+    from xsa_enhance.store.lease import StoreLease, local_store_path
+
+    folder = local_store_path(store)
+    lease = (StoreLease(folder, run_id=f"catalog-index-{time.strftime('%Y%m%dT%H%M%S')}")
+             .acquire(wait_s=0.0) if folder is not None and folder.exists() else None)
+    try:
+        handle = ProductStore(store, mode="r+")
+        handle.invalidate_consolidated()
+        for name in which or _SKY:
+            added = spatial.update_index(handle.catalog(name), rebuild=rebuild)
+            info = spatial.index_info(handle.catalog(name))
+            click.echo(f"{name}: {added} rows indexed now; {info['indexed']} of {info['rows']} "
+                       f"rows indexed in {info['segments']} segment(s)")
+        handle.consolidate()
+    finally:
+        if lease is not None:
+            lease.release()
