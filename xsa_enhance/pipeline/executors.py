@@ -284,8 +284,16 @@ class DaskExecutor:
         return set(res.done), set(res.not_done)
 
     def result(self, future: Any) -> Any:
-        """The task's result (or its exception)."""
-        return future.result()
+        """The task's result (or its exception); the future is released afterwards.
+
+        Releasing at once matters: a result the client still references is *recomputed* by
+        the scheduler when the worker holding it dies, so a finished observation task would
+        run again (rewriting its slices) while its product tasks read them.
+        """
+        try:
+            return future.result()
+        finally:
+            future.release()
 
     def close(self) -> None:
         """Close the client, and the cluster when this executor started it."""
