@@ -20,29 +20,14 @@ from xsa_enhance.errors import ConfigError, InputFileError
 from xsa_enhance.store import ProductStore, spatial
 from xsa_enhance.store.crossmatch import crossmatch, parse_radius, read_positions
 
+from test_store_spatial import _append, _haversine_deg  # one haversine, one append helper
+
 RADIUS_ARCSEC = 30.0
 
 
 def _haversine_arcsec(ra1, dec1, ra2, dec2):
-    """Pairwise great-circle distances (haversine, broadcasting), independent of astropy."""
-    ra1, dec1, ra2, dec2 = map(np.radians, (ra1, dec1, ra2, dec2))
-    h = (np.sin((dec2 - dec1) / 2) ** 2
-         + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2)
-    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0, 1)))) * 3600
-
-
-def _append(store, ra, dec):
-    cat = store.catalog("observations")
-    n0, n1 = cat.nrows, cat.nrows + len(ra)
-    for col in cat.columns:
-        cat.group[col.name].resize((n1,))
-    cat.group["ra_pnt"][n0:n1] = ra
-    cat.group["dec_pnt"][n0:n1] = dec
-    cat.group["obsid"][n0:n1] = np.array([f"{i:010d}" for i in range(n0, n1)], dtype=object)
-    state = dict(store.root.attrs["catalogs"])
-    state["observations"] = {**state["observations"], "nrows": n1}
-    store.root.attrs["catalogs"] = state
-    spatial.update_index(store.catalog("observations"))
+    """Pairwise great-circle distances in arcsec (the spatial tests' haversine, broadcasting)."""
+    return _haversine_deg(ra1, dec1, ra2, dec2) * 3600
 
 
 @pytest.fixture(scope="module")
