@@ -472,3 +472,17 @@ def test_export_model_filter_checks_what_the_observation_has(store_url, tmp_path
         assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
         assert needle in res.output and "dn-v1, sr-v1" in res.output
         assert not (tmp_path / model).exists()
+
+
+def test_cli_csv_file_says_how_to_read_obsids_back(store_url, tmp_path):
+    out = tmp_path / "obs.csv"
+    res = CliRunner().invoke(main, ["catalog", "query", "--store", store_url, "--catalog",
+                                    "observations", "--format", "csv", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert 'dtype={"obsid": str}' in res.output
+    df = pd.read_csv(out, dtype={"obsid": str})
+    assert all(len(o) == 10 and o.startswith("0") for o in df["obsid"])
+    assert [p.name for p in tmp_path.iterdir()] == ["obs.csv"]  # no temporary left
+    res = CliRunner().invoke(main, ["catalog", "query", "--store", store_url, "--catalog",
+                                    "observations", "--format", "ecsv", "-o", str(out)])
+    assert res.exit_code == 0 and "dtype" not in res.output

@@ -85,11 +85,17 @@ def query_cmd(
     )
     data = format_table(table, fmt)
     if output is not None:
+        from xsa_enhance.atomicio import write_bytes_atomic
+
         try:
-            output.write_bytes(data) if isinstance(data, bytes) else output.write_text(data)
+            write_bytes_atomic(output, data if isinstance(data, bytes) else data.encode("utf-8"))
         except OSError as exc:
             raise UserError(f"{output}: cannot write: {exc.strerror or exc}") from exc
         click.echo(f"{len(table)} rows written to {output}", err=True)
+        if fmt == "csv" and "obsid" in table.colnames:
+            # Plain CSV carries no types: every reader takes 0900000201 for a number.
+            click.echo('note: obsid is text; read it back with pandas.read_csv(f, '
+                       'dtype={"obsid": str}) or write --format ecsv', err=True)
         return
     if isinstance(data, bytes):
         sys.stdout.buffer.write(data)
