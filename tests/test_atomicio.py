@@ -33,3 +33,17 @@ def test_temporary_is_hidden_beside_target_with_suffix(tmp_path):
         assert not target.exists()
         tmp.write_bytes(b"x")
     assert target.read_bytes() == b"x"
+
+
+def test_written_file_has_the_usual_permissions_not_private(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "registry.json", "{}")
+        (tmp_path / "plain.json").write_text("{}")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "registry.json").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.json").stat().st_mode) == 0o644

@@ -221,3 +221,33 @@ def test_low_confidence_and_extended_flags():
                            detection_exposure_s=50000.0, uncertainty=sigma)
         p = t[np.hypot(t["X"] - 161, t["Y"] - 141) < 3]
         assert len(p) == 1 and bool(p["FLAGS"][0] & FLAG_LOW_CONFIDENCE) == flagged
+
+
+def test_extended_field_judges_knots_by_the_deep_image():
+    from xsa_enhance.detect.validate import simulated_field, true_detections
+
+    plain = simulated_field(7, n_sources=20)
+    fld = simulated_field(7, n_sources=20, n_extended=1)
+    assert plain.deep is None and fld.deep is not None and len(fld.extended) == 1
+    # the same point sources; the extended source adds counts, the deep image is 3x deeper
+    assert np.array_equal(plain.x, fld.x) and fld.counts.sum() > plain.counts.sum()
+    assert fld.deep.sum() > 2.5 * fld.counts.sum()
+    # a detection on the brightest extended pixel away from any point source is real (the
+    # deep image confirms it); one on faint background far from everything is not
+    lam_ext = fld.counts - plain.counts  # noisy, but the core stands out
+    yy, xx = np.mgrid[:411, :403]
+    far = np.ones((411, 403), bool)
+    for x, y in zip(fld.x, fld.y):
+        far &= np.hypot(xx - x, yy - y) > 8
+    smooth = np.where(far & fld.mask, lam_ext, -np.inf)
+    from scipy import ndimage
+    smooth = ndimage.uniform_filter(np.where(np.isfinite(smooth), smooth, 0.0), 5)
+    smooth[~(far & fld.mask)] = -np.inf
+    cy, cx = np.unravel_index(np.argmax(smooth), smooth.shape)
+    by, bx = np.argwhere(far & fld.mask & (ndimage.uniform_filter(fld.deep, 15) < 0.3))[0]
+    tab = Table({"X": [cx + 1.0, bx + 1.0], "Y": [cy + 1.0, by + 1.0]})
+    real, found = true_detections(tab, fld)
+    assert list(real) == [True, False] and not found.any()
+    # without extended sources only the point-source match counts
+    real_plain, _ = true_detections(tab, plain)
+    assert not real_plain.any()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,15 +48,31 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterat
     If the body raises, the temporary file is removed and the exception propagates.
     """
     out = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _create_temporary(out, suffix)
     try:
         yield tmp
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _create_temporary(out: Path, suffix: str) -> Path:
+    """A new empty file ``.<name>.<random><suffix>`` beside ``out``, mode 0666 less the umask.
+
+    Not :func:`tempfile.mkstemp`: its files are private (0600), and a finished product,
+    weights file or registry must be as readable as any other file the user writes (shared
+    weight folders on clusters).
+    """
+    for _ in range(100):
+        tmp = out.parent / f".{out.name}.{secrets.token_hex(6)}{suffix}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"{out.parent}: no free temporary name for {out.name}")
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:

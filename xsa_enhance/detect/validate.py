@@ -33,7 +33,7 @@ import numpy as np
 from xsa_enhance.detect.find import DetectionConfig, config_for_mode, detect_sources
 
 __all__ = ["DetectionMode", "SimulatedField", "ModeRunner", "default_modes", "match_sources",
-           "simulated_field", "evaluate_simulated", "sweep_thresholds", "evaluate_real_sources", "deep_centroids",
+           "simulated_field", "true_detections", "evaluate_simulated", "sweep_thresholds", "evaluate_real_sources", "deep_centroids",
            "write_report", "detect_eval"]
 
 logger = logging.getLogger(__name__)
@@ -133,12 +133,22 @@ class SimulatedField:
     y: np.ndarray
     rate: np.ndarray
     seed: int
+    deep: np.ndarray | None = None
+    extended: tuple[str, ...] = ()
 
 
 def simulated_field(seed: int, *, n_sources: int = 60,
                     rate_range: tuple[float, float] = (1e-4, 3e-2),
-                    exposure_s: float = 20_000.0) -> SimulatedField:
-    """Point sources on the expected background, Poisson counts on the 1x DET grid.
+                    exposure_s: float = 20_000.0, n_extended: int = 0,
+                    deep_exposure_s: float = 60_000.0) -> SimulatedField:
+    """Point sources (and extended sources) on the expected background, Poisson counts.
+
+    With ``n_extended`` > 0 the field also holds that many extended sources (clusters,
+    groups, remnants, galaxies, drawn as for the training sets) near its centre, as the real
+    validation observations do, and an independent deep image of the same sky
+    (``deep_exposure_s``) with which detections are judged as on real data: a detection not
+    at a simulated point source is true when the deep image confirms it
+    (:func:`true_detections`), since a knot of extended emission is real sky.
 
     Parameters
     ----------
@@ -150,6 +160,10 @@ def simulated_field(seed: int, *, n_sources: int = 60,
         On-axis count rates (counts/s), drawn log-uniformly.
     exposure_s : float
         Exposure.
+    n_extended : int
+        Number of extended sources (0: point sources only, no deep image).
+    deep_exposure_s : float
+        Exposure of the independent deep image (with ``n_extended`` > 0).
 
     Returns
     -------
@@ -173,8 +187,44 @@ def simulated_field(seed: int, *, n_sources: int = 60,
     eff = rate * vignetting_det(detx, dety)
     lam = (render_point_sources(GRID_1X, detx, dety, eff)
            + background_rate_map(GRID_1X, apply_mask=False)) * mask_coverage(GRID_1X)
+    kinds: list[str] = []
+    if n_extended > 0:
+        from xsa_enhance.simulate.images import extended_rate_map
+
+        for _ in range(n_extended):
+            ext, meta = extended_rate_map(rng)
+            lam = lam + ext
+            kinds.append(meta["kind"])
     counts = rng.poisson(lam * exposure_s * mask).astype(np.float64)
-    return SimulatedField(counts, mask, float(exposure_s), px, py, rate, int(seed))
+    deep = (rng.poisson(lam * deep_exposure_s * mask).astype(np.float64) if n_extended > 0
+            else None)
+    return SimulatedField(counts, mask, float(exposure_s), px, py, rate, int(seed), deep,
+                          tuple(kinds))
+
+
+def true_detections(table: Any, field: SimulatedField, *, match_px: float = 2.5
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Which detections of a simulated field are real, and which point sources were found.
+
+    A detection is real when a simulated point source lies within ``match_px`` or, in a field
+    with extended sources, when the field's independent deep image shows a >= 3 sigma
+    aperture excess at its position (the test applied to the real observations).
+
+    Returns
+    -------
+    true_detection : numpy.ndarray of bool
+        Per detection.
+    found : numpy.ndarray of bool
+        Per simulated point source.
+    """
+    true_det, found = match_sources(table, field.x, field.y, match_px=match_px)
+    if field.deep is not None and len(table):
+        from xsa_enhance.training.real_eval import confirm_peaks
+
+        x = np.asarray(table["X"], dtype=np.float64) - 1.0
+        y = np.asarray(table["Y"], dtype=np.float64) - 1.0
+        true_det = true_det | confirm_peaks(field.deep, field.mask, y, x)[3]
+    return true_det, found
 
 
 def match_sources(table: Any, x: np.ndarray, y: np.ndarray, *, match_px: float = 2.5
@@ -202,9 +252,11 @@ def _bins(lo: float, hi: float, n: int) -> np.ndarray:
 
 def evaluate_simulated(modes: Sequence[DetectionMode], *, n_fields: int = 8, seed: int = 1000,
                        n_sources: int = 60, rate_range: tuple[float, float] = (1e-4, 3e-2),
-                       n_bins: int = 8, match_px: float = 2.5,
+                       n_bins: int = 8, match_px: float = 2.5, n_extended: int = 0,
                        runner: ModeRunner | None = None) -> dict[str, Any]:
     """Completeness and purity against rate for each mode on simulated fields.
+
+    ``n_extended`` extended sources per field (see :func:`simulated_field`).
 
     Returns
     -------
@@ -218,10 +270,11 @@ def evaluate_simulated(modes: Sequence[DetectionMode], *, n_fields: int = 8, see
     acc: dict[str, dict[str, list]] = {m.label: {"found": [], "rate": [], "true": [],
                                                  "mrate": []} for m in modes}
     for i in range(n_fields):
-        fld = simulated_field(seed + i, n_sources=n_sources, rate_range=rate_range)
+        fld = simulated_field(seed + i, n_sources=n_sources, rate_range=rate_range,
+                              n_extended=n_extended)
         for mode in modes:
             tab = runner.run(mode, fld.counts, fld.exposure_s, fld.mask)
-            true_det, found = match_sources(tab, fld.x, fld.y, match_px=match_px)
+            true_det, found = true_detections(tab, fld, match_px=match_px)
             a = acc[mode.label]
             a["found"].append(found)
             a["rate"].append(fld.rate)
@@ -230,7 +283,7 @@ def evaluate_simulated(modes: Sequence[DetectionMode], *, n_fields: int = 8, see
         logger.info("simulated field %d/%d done", i + 1, n_fields)
     out: dict[str, Any] = {"bins": edges.tolist(), "n_fields": n_fields,
                            "n_sources_per_field": n_sources, "match_px": match_px,
-                           "modes": {}}
+                           "n_extended_per_field": n_extended, "modes": {}}
     for mode in modes:
         a = acc[mode.label]
         found, rate = np.concatenate(a["found"]), np.concatenate(a["rate"])
@@ -261,7 +314,7 @@ def sweep_thresholds(modes: Sequence[DetectionMode], *, n_fields: int = 6, seed:
                      grid_signif: Sequence[float] = (2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5),
                      grid_det: Sequence[float] = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0),
                      grid_smooth: Sequence[float] = (0.0, 0.5, 1.0),
-                     match_px: float = 2.5, min_purity: float = 0.99,
+                     match_px: float = 2.5, min_purity: float = 0.99, n_extended: int = 0,
                      runner: ModeRunner | None = None) -> dict[str, Any]:
     """Purity and completeness of each mode over a grid of settings, on simulations.
 
@@ -278,7 +331,7 @@ def sweep_thresholds(modes: Sequence[DetectionMode], *, n_fields: int = 6, seed:
         None).
     """
     runner = runner or ModeRunner()
-    fields = [simulated_field(seed + i) for i in range(n_fields)]
+    fields = [simulated_field(seed + i, n_extended=n_extended) for i in range(n_fields)]
     out: dict[str, Any] = {}
     for mode in modes:
         rows = []
@@ -295,7 +348,7 @@ def sweep_thresholds(modes: Sequence[DetectionMode], *, n_fields: int = 6, seed:
                     nd = nt = nf = 0
                     for tab, fld in runs:
                         sel = (np.asarray(tab["SIGNIF"]) >= s) & (np.asarray(tab["DET_SIGNIF"]) >= d)
-                        true_det, found = match_sources(tab[sel], fld.x, fld.y, match_px=match_px)
+                        true_det, found = true_detections(tab[sel], fld, match_px=match_px)
                         nd += int(sel.sum())
                         nt += int(true_det.sum())
                         nf += int(found.sum())
