@@ -19,7 +19,8 @@
    ``DET_SIGNIF >= min_det_signif``.
 
 The thresholds per detection mode (:data:`DEFAULT_THRESHOLDS`) were chosen on simulated
-fields so that the purity stays >= 0.9 (``xsa-enhance detect-eval``, docs/sources.md).
+fields with extended emission, for purity >= 0.99 there (``xsa-enhance detect-eval``,
+docs/sources.md).
 Detection on the de-noised image admits a lower input significance than detection on the
 input alone: its candidates are few (the model suppresses noise peaks), so fewer trials are
 made and a lower threshold keeps the same purity.
@@ -59,12 +60,13 @@ FLAG_EXTENDED: int = 8
 #: Defaults per detection mode: ``input`` (no model), ``dn`` and ``sr`` (detection on the
 #: model's output): ``min_signif``, ``min_det_signif`` and the smoothing of the peak search.
 #: Chosen on simulated fields, not on real data: per mode the setting that finds the most
-#: simulated sources among those with purity >= 0.99 on 6 fields (``xsa-enhance detect-eval
-#: --sweep``, docs/sources.md; constant-clamp models).
+#: simulated sources among those with purity >= 0.99 on 6 fields, each with 60 point sources
+#: and one extended source judged by an independent deep image as real data are
+#: (``xsa-enhance detect-eval --sweep``, docs/sources.md; constant-clamp models).
 DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
-    "input": {"min_signif": 4.5, "min_det_signif": 0.0, "smooth_px": 0.5},
-    "dn": {"min_signif": 3.5, "min_det_signif": 3.0, "smooth_px": 0.5},
-    "sr": {"min_signif": 3.5, "min_det_signif": 3.0, "smooth_px": 0.0},
+    "input": {"min_signif": 5.0, "min_det_signif": 0.0, "smooth_px": 0.0},
+    "dn": {"min_signif": 4.5, "min_det_signif": 2.0, "smooth_px": 0.0},
+    "sr": {"min_signif": 5.0, "min_det_signif": 2.0, "smooth_px": 0.0},
 }
 
 #: Columns of a source table: name, unit, description.
