@@ -233,12 +233,8 @@ class SuperResNet(_RRDBBase):
 class DenoiseNet(_RRDBBase):
     """XMM-DeNoise: RRDB trunk, no upsampling, global residual on the input image.
 
-    Parameters
-    ----------
-    filters, blocks, growth : int
-        Trunk width, number of RRDBs, dense growth channels.
-    exposure_channel : bool
-        Accept a second input channel with the scaled exposure map.
+    Takes the keyword parameters of :class:`SuperResNet` (``filters``, ``blocks``, ``growth``,
+    ``exposure_channel``).
     """
 
     kind = "dn"
