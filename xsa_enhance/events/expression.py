@@ -25,19 +25,34 @@ not part of the language. Everything is parsed by a tokenizer and a recursive-de
 into a small tree that evaluates with numpy; nothing is passed to :func:`eval`.
 
 Every syntax or type error raises :class:`ExpressionError` with the 0-based character position.
+
+The syntax (tokens, tree, parser) is in :mod:`xsa_enhance.events.expression_syntax`; this
+module evaluates the tree.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Union
 
 import numpy as np
 
-from xsa_enhance.errors import ConfigError
+from xsa_enhance.events.expression_syntax import (
+    ExpressionError,
+    Number,
+    _Binary,
+    _Bit,
+    _BoolNode,
+    _Cmp,
+    _Col,
+    _In,
+    _Logic,
+    _Neg,
+    _Not,
+    _Num,
+    _Unary,
+    parse_tree,
+)
 
 __all__ = ["Expression", "ExpressionError", "parse_expression", "DEFAULT_EXPRESSION"]
 
@@ -48,365 +63,6 @@ DEFAULT_EXPRESSION: str = (
     "PI > 300 && RAWY > 12 && PATTERN <= 4 && ((FLAG == 0) || ((FLAG & 0x10000) != 0))"
 )
 
-_MAX_DEPTH = 64
-_MAX_LENGTH = 10_000
-
-
-class ExpressionError(ConfigError):
-    """A selection expression that cannot be parsed or evaluated.
-
-    Parameters
-    ----------
-    text : str
-        The expression.
-    position : int or None
-        0-based character position of the problem, when it has one.
-    reason : str
-        What is wrong.
-    """
-
-    def __init__(self, text: str, position: int | None, reason: str) -> None:
-        self.text = text
-        self.position = position
-        self.reason = reason
-        where = f" at position {position}" if position is not None else ""
-        shown = text if len(text) <= 200 else text[:197] + "..."
-        super().__init__(f"invalid selection expression{where}: {reason}: {shown!r}")
-
-
-# --------------------------------------------------------------------------- tokens
-
-_TOKEN_RE = re.compile(
-    r"""
-    (?P<ws>\s+)
-  | (?P<hex>0[xX][0-9A-Fa-f]+(?![0-9A-Za-z_.]))
-  | (?P<num>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?(?![0-9A-Za-z_.]))
-  | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op>&&|\|\||==|!=|<=|>=|<|>|!|&|\||\(|\)|\[|\]|:|-|\+)
-    """,
-    re.VERBOSE,
-)
-
-
-@dataclass(frozen=True)
-class _Tok:
-    kind: str  # "num", "name", "op", "in", "end"
-    value: object
-    pos: int = field(compare=False)
-
-
-def _tokenize(text: str) -> list[_Tok]:
-    toks: list[_Tok] = []
-    pos = 0
-    n = len(text)
-    while pos < n:
-        m = _TOKEN_RE.match(text, pos)
-        if m is None:
-            raise ExpressionError(text, pos, f"unexpected character {text[pos]!r}")
-        kind = m.lastgroup
-        s = m.group()
-        if kind == "hex":
-            toks.append(_Tok("num", int(s, 16), pos))
-        elif kind == "num":
-            if any(c in s for c in ".eE"):
-                toks.append(_Tok("num", float(s), pos))
-            else:
-                toks.append(_Tok("num", int(s), pos))
-        elif kind == "name":
-            if s.lower() == "in":
-                toks.append(_Tok("in", s, pos))
-            else:
-                toks.append(_Tok("name", s.upper(), pos))
-        elif kind == "op":
-            toks.append(_Tok("op", s, pos))
-        pos = m.end()
-    toks.append(_Tok("end", None, n))
-    return toks
-
-
-# --------------------------------------------------------------------------- tree
-
-Number = Union[int, float]
-
-
-@dataclass(frozen=True)
-class _Num:
-    value: Number
-    pos: int = field(compare=False)
-
-
-@dataclass(frozen=True)
-class _Col:
-    name: str
-    pos: int = field(compare=False)
-
-
-@dataclass(frozen=True)
-class _Neg:
-    arg: "_NumNode"
-    pos: int = field(compare=False)
-
-
-@dataclass(frozen=True)
-class _Bit:
-    op: str  # "&" or "|"
-    left: "_NumNode"
-    right: "_NumNode"
-    pos: int = field(compare=False)
-
-
-@dataclass(frozen=True)
-class _Cmp:
-    op: str
-    left: "_NumNode"
-    right: "_NumNode"
-    pos: int = field(compare=False)
-
-
-@dataclass(frozen=True)
-class _In:
-    arg: "_NumNode"
-    lo: Number
-    hi: Number
-    lo_closed: bool
-    hi_closed: bool
-    pos: int = field(compare=False)
-
-
-@dataclass(frozen=True)
-class _Not:
-    arg: "_BoolNode"
-    pos: int = field(compare=False)
-
-
-@dataclass(frozen=True)
-class _Logic:
-    op: str  # "&&" or "||"
-    args: tuple["_BoolNode", ...]
-    pos: int = field(compare=False)
-
-
-_NumNode = Union[_Num, _Col, _Neg, _Bit]
-_BoolNode = Union[_Cmp, _In, _Not, _Logic]
-
-
-def _is_bool(node: object) -> bool:
-    return isinstance(node, (_Cmp, _In, _Not, _Logic))
-
-
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.toks = _tokenize(text)
-        self.i = 0
-        self.depth = 0
-
-    # helpers
-    def peek(self) -> _Tok:
-        return self.toks[self.i]
-
-    def next(self) -> _Tok:
-        tok = self.toks[self.i]
-        if tok.kind != "end":
-            self.i += 1
-        return tok
-
-    def error(self, tok: _Tok, reason: str) -> ExpressionError:
-        return ExpressionError(self.text, tok.pos, reason)
-
-    def is_op(self, *ops: str) -> bool:
-        tok = self.peek()
-        return tok.kind == "op" and tok.value in ops
-
-    def expect_op(self, op: str, what: str) -> _Tok:
-        tok = self.peek()
-        if not (tok.kind == "op" and tok.value == op):
-            raise self.error(tok, f"expected {what}, found {_describe(tok)}")
-        return self.next()
-
-    def enter(self, tok: _Tok) -> None:
-        self.depth += 1
-        if self.depth > _MAX_DEPTH:
-            raise self.error(tok, f"expression nested more than {_MAX_DEPTH} levels deep")
-
-    def leave(self) -> None:
-        self.depth -= 1
-
-    # grammar
-    def parse(self) -> _BoolNode:
-        if len(self.text) > _MAX_LENGTH:
-            raise ExpressionError(self.text, None, f"longer than {_MAX_LENGTH} characters")
-        if self.peek().kind == "end":
-            raise self.error(self.peek(), "empty expression")
-        node = self.or_expr()
-        tok = self.peek()
-        if tok.kind != "end":
-            raise self.error(tok, f"unexpected {_describe(tok)}")
-        if not _is_bool(node):
-            raise ExpressionError(
-                self.text, 0, "the expression is a number, not a condition (add a comparison)"
-            )
-        return node  # type: ignore[return-value]
-
-    def or_expr(self):
-        first = self.peek()
-        node = self.and_expr()
-        args = [node]
-        while self.is_op("||"):
-            optok = self.next()
-            self.need_bool(args[0], optok, "left")
-            rhs = self.and_expr()
-            self.need_bool(rhs, optok, "right")
-            args.append(rhs)
-        if len(args) == 1:
-            return node
-        return _Logic("||", tuple(args), first.pos)
-
-    def and_expr(self):
-        first = self.peek()
-        node = self.not_expr()
-        args = [node]
-        while self.is_op("&&"):
-            optok = self.next()
-            self.need_bool(args[0], optok, "left")
-            rhs = self.not_expr()
-            self.need_bool(rhs, optok, "right")
-            args.append(rhs)
-        if len(args) == 1:
-            return node
-        return _Logic("&&", tuple(args), first.pos)
-
-    def need_bool(self, node, optok: _Tok, side: str) -> None:
-        if not _is_bool(node):
-            raise self.error(
-                optok, f"the {side} side of {optok.value!r} is a number, not a condition"
-            )
-
-    def not_expr(self):
-        tok = self.peek()
-        if self.is_op("!"):
-            self.next()
-            self.enter(tok)
-            arg = self.not_expr()
-            self.leave()
-            if not _is_bool(arg):
-                raise self.error(tok, "'!' needs a condition, not a number")
-            return _Not(arg, tok.pos)
-        return self.comparison()
-
-    def comparison(self):
-        left = self.bit_or()
-        tok = self.peek()
-        if tok.kind == "op" and tok.value in ("==", "!=", "<", "<=", ">", ">="):
-            self.next()
-            right = self.bit_or()
-            for side, node in (("left", left), ("right", right)):
-                if _is_bool(node):
-                    raise self.error(tok, f"the {side} side of {tok.value!r} is a condition")
-            return _Cmp(str(tok.value), left, right, tok.pos)
-        if tok.kind == "in":
-            self.next()
-            if _is_bool(left):
-                raise self.error(tok, "'in' needs a number on its left, not a condition")
-            open_tok = self.peek()
-            if not self.is_op("[", "("):
-                raise self.error(open_tok, f"expected '[' or '(' after 'in', found {_describe(open_tok)}")
-            self.next()
-            lo = self.signed_number()
-            self.expect_op(":", "':' in the range")
-            hi = self.signed_number()
-            close_tok = self.peek()
-            if not self.is_op("]", ")"):
-                raise self.error(close_tok, f"expected ']' or ')' closing the range, found {_describe(close_tok)}")
-            self.next()
-            if lo > hi:
-                raise self.error(open_tok, f"empty range: lower bound {lo} above upper bound {hi}")
-            return _In(left, lo, hi, open_tok.value == "[", close_tok.value == "]", tok.pos)
-        return left
-
-    def signed_number(self) -> Number:
-        sign = 1
-        while self.is_op("-", "+"):
-            if self.next().value == "-":
-                sign = -sign
-        tok = self.peek()
-        if tok.kind != "num":
-            raise self.error(tok, f"expected a number, found {_describe(tok)}")
-        self.next()
-        return sign * tok.value  # type: ignore[operator]
-
-    def bit_or(self):
-        node = self.bit_and()
-        entered = 0
-        while self.is_op("|"):
-            tok = self.next()
-            self.enter(tok)  # each operator nests the tree one level deeper
-            entered += 1
-            rhs = self.bit_and()
-            node = _Bit("|", self.need_int(node, tok), self.need_int(rhs, tok), tok.pos)
-        self.depth -= entered
-        return node
-
-    def bit_and(self):
-        node = self.unary()
-        entered = 0
-        while self.is_op("&"):
-            tok = self.next()
-            self.enter(tok)
-            entered += 1
-            rhs = self.unary()
-            node = _Bit("&", self.need_int(node, tok), self.need_int(rhs, tok), tok.pos)
-        self.depth -= entered
-        return node
-
-    def need_int(self, node, tok: _Tok):
-        if _is_bool(node):
-            raise self.error(tok, f"{tok.value!r} works on integers, not conditions (use '&&'/'||')")
-        if isinstance(node, _Num) and not isinstance(node.value, int):
-            raise self.error(tok, f"{tok.value!r} needs integers, found {node.value!r}")
-        return node
-
-    def unary(self):
-        tok = self.peek()
-        if self.is_op("-", "+"):
-            self.next()
-            self.enter(tok)
-            arg = self.unary()
-            self.leave()
-            if _is_bool(arg):
-                raise self.error(tok, f"{tok.value!r} needs a number, not a condition")
-            if tok.value == "+":
-                return arg
-            if isinstance(arg, _Num):
-                return _Num(-arg.value, tok.pos)
-            return _Neg(arg, tok.pos)
-        return self.primary()
-
-    def primary(self):
-        tok = self.peek()
-        if tok.kind == "num":
-            self.next()
-            return _Num(tok.value, tok.pos)  # type: ignore[arg-type]
-        if tok.kind == "name":
-            self.next()
-            return _Col(str(tok.value), tok.pos)
-        if self.is_op("("):
-            self.next()
-            self.enter(tok)
-            node = self.or_expr()
-            self.leave()
-            self.expect_op(")", f"')' closing the '(' at position {tok.pos}")
-            return node
-        raise self.error(tok, f"expected a number, a column or '(', found {_describe(tok)}")
-
-
-def _describe(tok: _Tok) -> str:
-    if tok.kind == "end":
-        return "the end of the expression"
-    if tok.kind == "in":
-        return "'in'"
-    return repr(tok.value) if tok.kind != "name" else f"column {tok.value}"
-
 
 # --------------------------------------------------------------------------- evaluation
 
@@ -414,9 +70,9 @@ def _describe(tok: _Tok) -> str:
 def _columns_of(node: object, out: set[str]) -> None:
     if isinstance(node, _Col):
         out.add(node.name)
-    elif isinstance(node, (_Neg, _Not)):
+    elif isinstance(node, _Unary):
         _columns_of(node.arg, out)
-    elif isinstance(node, (_Bit, _Cmp)):
+    elif isinstance(node, _Binary):
         _columns_of(node.left, out)
         _columns_of(node.right, out)
     elif isinstance(node, _In):
@@ -627,5 +283,4 @@ def parse_expression(text: str) -> Expression:
     """
     if not isinstance(text, str):
         raise ExpressionError(str(text), None, "the expression must be a string")
-    tree = _Parser(text).parse()
-    return Expression(text, tree)
+    return Expression(text, parse_tree(text))

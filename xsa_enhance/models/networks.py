@@ -139,10 +139,15 @@ class RRDB(nn.Module):
 
 
 class _RRDBBase(nn.Module):
+    """The shared generator: trunk (with its skip), optional upsampler, ``conv_hr``,
+    ``conv_last``; subclasses add the upsampler (:meth:`_build_upsampler`) and the forward."""
+
     kind: str = ""
     factor: int = 1
 
-    def __init__(self, *, filters: int, blocks: int, growth: int, exposure_channel: bool) -> None:
+    def __init__(
+        self, *, filters: int = 32, blocks: int = 4, growth: int = 32, exposure_channel: bool = False
+    ) -> None:
         super().__init__()
         if filters < 1 or blocks < 0 or growth < 1:
             raise ValueError(
@@ -157,6 +162,14 @@ class _RRDBBase(nn.Module):
         self.trunk = nn.Sequential(*[RRDB(filters, growth) for _ in range(blocks)])
         self.trunk_conv = _conv(filters, filters)
         self.act = nn.LeakyReLU(_NEG_SLOPE, inplace=False)
+        # registration order fixes the order of the weight draws: keep it
+        self._build_upsampler(filters)
+        self.conv_hr = _conv(filters, filters)
+        self.conv_last = _conv(filters, 1)
+        self._init_weights()
+
+    def _build_upsampler(self, filters: int) -> None:
+        """Add the modules between the trunk and ``conv_hr`` (none by default)."""
 
     @property
     def config(self) -> dict[str, Any]:
@@ -188,6 +201,9 @@ class _RRDBBase(nn.Module):
         fea = self.conv_first(x)
         return fea + self.trunk_conv(self.trunk(fea))
 
+    def _tail(self, fea: torch.Tensor) -> torch.Tensor:
+        return self.conv_last(self.act(self.conv_hr(fea)))
+
 
 class SuperResNet(_RRDBBase):
     """XMM-SuperRes: RRDB trunk and one pixel-shuffle x2 stage (output 2H x 2W).
@@ -203,54 +219,30 @@ class SuperResNet(_RRDBBase):
     kind = "sr"
     factor = 2
 
-    def __init__(
-        self, *, filters: int = 32, blocks: int = 4, growth: int = 32, exposure_channel: bool = False
-    ) -> None:
-        super().__init__(
-            filters=filters, blocks=blocks, growth=growth, exposure_channel=exposure_channel
-        )
+    def _build_upsampler(self, filters: int) -> None:
         self.up_conv = _conv(filters, 4 * filters)
         self.shuffle = nn.PixelShuffle(2)
-        self.conv_hr = _conv(filters, filters)
-        self.conv_last = _conv(filters, 1)
-        self._init_weights()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(N, C, H, W)`` normalised inputs to ``(N, 1, 2H, 2W)`` outputs in [0, 1]."""
         fea = self._features(x)
         fea = self.shuffle(self.act(self.up_conv(fea)))
-        out = self.conv_last(self.act(self.conv_hr(fea)))
-        return torch.clamp(out, 0.0, 1.0)
+        return torch.clamp(self._tail(fea), 0.0, 1.0)
 
 
 class DenoiseNet(_RRDBBase):
     """XMM-DeNoise: RRDB trunk, no upsampling, global residual on the input image.
 
-    Parameters
-    ----------
-    filters, blocks, growth : int
-        Trunk width, number of RRDBs, dense growth channels.
-    exposure_channel : bool
-        Accept a second input channel with the scaled exposure map.
+    Takes the keyword parameters of :class:`SuperResNet` (``filters``, ``blocks``, ``growth``,
+    ``exposure_channel``).
     """
 
     kind = "dn"
     factor = 1
 
-    def __init__(
-        self, *, filters: int = 32, blocks: int = 4, growth: int = 32, exposure_channel: bool = False
-    ) -> None:
-        super().__init__(
-            filters=filters, blocks=blocks, growth=growth, exposure_channel=exposure_channel
-        )
-        self.conv_hr = _conv(filters, filters)
-        self.conv_last = _conv(filters, 1)
-        self._init_weights()
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(N, C, H, W)`` normalised inputs to ``(N, 1, H, W)`` outputs in [0, 1]."""
-        fea = self._features(x)
-        out = self.conv_last(self.act(self.conv_hr(fea))) + x[:, :1]
+        out = self._tail(self._features(x)) + x[:, :1]
         return torch.clamp(out, 0.0, 1.0)
 
 

@@ -1,12 +1,9 @@
 """Named, versioned network weights: saving, the registry, and safe loading.
 
-Weight files are ``torch.save`` dictionaries holding only plain data and tensors::
-
-    {"format": "xsa-enhance-weights", "format_version": 1, "kind": "sr"|"dn",
-     "name": ..., "config": {...}, "card": {...}, "state_dict": {...}}
-
-so that they load with ``torch.load(weights_only=True)``; a file that needs anything else
-(e.g. a malicious pickle that would run code) is refused with :class:`InputFileError`.
+Weight files (:mod:`xsa_enhance.models.weights_file`: :func:`save_weights` writes them) hold
+only plain data and tensors and are read with ``torch.load(weights_only=True)``; a file that
+needs anything else (e.g. a malicious pickle that would run code) is refused with
+:class:`InputFileError`.
 
 The registry is ``registry.json`` in a weights directory (by default the ``xsa_enhance/weights``
 folder shipped inside the package; the environment variable ``XSA_ENHANCE_WEIGHTS_DIR`` or the
@@ -39,11 +36,9 @@ unless ``allow_clamp_mismatch=True`` (such weights invent sources outside their 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import pickle
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -53,8 +48,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from xsa_enhance.atomicio import write_text_atomic
 from xsa_enhance.errors import ConfigError, InputFileError, XsaError
 from xsa_enhance.models.networks import build_network
+from xsa_enhance.models.weights_file import (
+    DEFAULT_CONFIG,
+    WEIGHTS_FORMAT,
+    file_sha256,
+    full_config,
+    plain_json,
+    read_weights_file,
+    save_weights,
+)
 
 if TYPE_CHECKING:
     from xsa_enhance.models.normalise import ClampSpec
@@ -78,21 +83,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS_FORMAT = "xsa-enhance-weights"
-_FORMAT_VERSION = 1
 _REGISTRY_FILE = "registry.json"
+_REGISTRY_FORMAT_VERSION = 1
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _VERSIONED_RE = re.compile(r"^(?P<base>.+)-v(?P<version>\d+)$")
 
-#: Defaults of the inference-related config keys, per kind.
-DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
-    "sr": {"filters": 32, "blocks": 4, "growth": 32, "exposure_channel": False,
-           "input_exposure_s": 20_000.0, "target_exposure_s": 100_000.0,
-           "stretch": "sqrt", "clamp": "constant", "pad_shape": [416, 416]},
-    "dn": {"filters": 32, "blocks": 4, "growth": 32, "exposure_channel": False,
-           "input_exposure_s": 20_000.0, "target_exposure_s": 50_000.0,
-           "stretch": "sqrt", "clamp": "constant", "pad_shape": [416, 416]},
-}
 
 
 def clamp_family(spec: "str | ClampSpec") -> str:
@@ -269,104 +264,6 @@ def default_registry_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "weights"
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file.
-
-    Parameters
-    ----------
-    path : path-like
-        The file.
-
-    Returns
-    -------
-    str
-    """
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError as exc:
-        raise InputFileError(path, f"cannot read weight file: {exc.strerror or exc}") from exc
-    return h.hexdigest()
-
-
-def _full_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
-    if kind not in DEFAULT_CONFIG:
-        raise ConfigError(f"unknown model kind {kind!r}; expected 'sr' or 'dn'")
-    full = dict(DEFAULT_CONFIG[kind])
-    full.update(config or {})
-    full["kind"] = kind
-    return full
-
-
-def _jsonable(obj: Any, what: str) -> Any:
-    try:
-        return json.loads(json.dumps(obj))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{what} must be JSON-serialisable: {exc}") from exc
-
-
-def save_weights(
-    network: nn.Module,
-    path: str | os.PathLike[str],
-    *,
-    name: str,
-    kind: str,
-    config: dict[str, Any],
-    card: dict[str, Any],
-) -> str:
-    """Save a network's weights with its configuration and model card.
-
-    Parameters
-    ----------
-    network : torch.nn.Module
-        A network from :func:`~xsa_enhance.models.networks.build_network`.
-    path : path-like
-        Output ``.pt`` file; a sidecar ``PATH.sha256`` is written next to it.
-    name : str
-        Model name (stored in the file).
-    kind : {"sr", "dn"}
-        Must match the network.
-    config : dict
-        Inference configuration (see the module docs); the network's architecture
-        parameters are added and must agree with any given here.
-    card : dict
-        Model card (JSON-serialisable): training data, metrics, caveats...
-
-    Returns
-    -------
-    str
-        sha256 hex digest of the written file.
-    """
-    arch = dict(getattr(network, "config", {}))
-    if arch.get("kind") not in (None, kind):
-        raise ConfigError(f"network kind {arch.get('kind')!r} does not match kind={kind!r}")
-    full = _full_config(kind, config)
-    for key, val in arch.items():
-        if key in (config or {}) and config[key] != val:
-            raise ConfigError(f"config {key}={config[key]!r} contradicts the network ({val!r})")
-        full[key] = val
-    payload = {
-        "format": WEIGHTS_FORMAT,
-        "format_version": _FORMAT_VERSION,
-        "name": str(name),
-        "kind": kind,
-        "config": _jsonable(full, "config"),
-        "card": _jsonable(card or {}, "card"),
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()},
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    digest = file_sha256(path)
-    path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
-    logger.info("saved %s weights %r to %s (sha256 %s)", kind, name, path, digest)
-    return digest
-
-
 def _read_registry(directory: Path) -> list[ModelEntry]:
     reg = directory / _REGISTRY_FILE
     if not reg.exists():
@@ -379,11 +276,9 @@ def _read_registry(directory: Path) -> list[ModelEntry]:
 
 
 def _write_registry(directory: Path, entries: list[ModelEntry]) -> None:
-    reg = directory / _REGISTRY_FILE
-    tmp = reg.with_name(reg.name + ".tmp")
-    doc = {"format_version": _FORMAT_VERSION, "models": [e.as_dict() for e in entries]}
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, reg)
+    doc = {"format_version": _REGISTRY_FORMAT_VERSION,
+           "models": [e.as_dict() for e in entries]}
+    write_text_atomic(directory / _REGISTRY_FILE, json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
 
 def list_models(*, registry_dir: str | os.PathLike[str] | None = None) -> list[ModelEntry]:
@@ -432,7 +327,7 @@ def register_weights(
         The new entry (``entry.id`` is the name to load it by).
     """
     src = Path(path)
-    payload = _safe_load(src)
+    payload = read_weights_file(src)
     if payload["kind"] != kind:
         raise InputFileError(src, f"holds {payload['kind']!r} weights, not {kind!r}")
     m = _VERSIONED_RE.match(name)
@@ -450,11 +345,11 @@ def register_weights(
     fname = f"{base}-v{version}.pt"
     shutil.copyfile(src, directory / fname)
     digest = file_sha256(directory / fname)
-    full = _full_config(kind, config if config is not None else payload["config"])
+    full = full_config(kind, config if config is not None else payload["config"])
     entry = ModelEntry(
         name=base, version=version, kind=kind, file=fname, sha256=digest,
-        config=_jsonable(full, "config"),
-        card=_jsonable(card if card is not None else payload.get("card", {}), "card"),
+        config=plain_json(full, "config"),
+        card=plain_json(card if card is not None else payload.get("card", {}), "card"),
     )
     _write_registry(directory, entries + [entry])
     logger.info("registered %s (%s, sha256 %s) in %s", entry.id, kind, digest, directory)
@@ -513,31 +408,6 @@ def is_model_path(name_or_path: str | os.PathLike[str]) -> bool:
     text = os.fspath(name_or_path)
     as_path = Path(text)
     return as_path.suffix in (".pt", ".pth") or as_path.is_file() or os.sep in text
-
-
-def _safe_load(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise InputFileError(path, "weight file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # name the offending global (e.g. "posix.system") but not torch's hint to retry
-        # with weights_only=False, which is exactly what must not be done with such a file
-        detail = next((ln.strip() for ln in str(exc).splitlines()
-                       if "Unsupported global" in ln or "Unsupported operand" in ln), "")
-        raise InputFileError(
-            path,
-            "refused to load: the file contains Python objects other than plain weights "
-            "(possibly malicious); only files written by save_weights are accepted"
-            + (f" [{detail[:120]}]" if detail else ""),
-        ) from exc
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise InputFileError(path, f"not a readable torch weight file: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
-        raise InputFileError(path, "not an xsa-enhance weight file (missing format marker)")
-    if payload.get("kind") not in DEFAULT_CONFIG or "state_dict" not in payload:
-        raise InputFileError(path, "weight file lacks its kind or state_dict")
-    return payload
 
 
 def load_model(
@@ -613,9 +483,9 @@ def load_model(
     if expected is None:
         logger.warning("loading unregistered weights %s without a checksum (sha256 %s)",
                        path, digest)
-    payload = _safe_load(path)
+    payload = read_weights_file(path)
     kind = payload["kind"]
-    config = _full_config(kind, entry.config if entry else payload.get("config", {}))
+    config = full_config(kind, entry.config if entry else payload.get("config", {}))
     card = entry.card if entry else payload.get("card", {})
     if entry is None and requested is not None and not allow_clamp_mismatch:
         trained = _config_family(config)

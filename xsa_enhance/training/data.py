@@ -44,6 +44,7 @@ from xsa_enhance.models.normalise import (
     stretch_inverse,
 )
 from xsa_enhance.models.normalise import output_clamp_ratio as output_clamp_ratio_of
+from xsa_enhance.simulate.images import ALL_COMPONENTS
 
 __all__ = [
     "COMPONENTS",
@@ -61,7 +62,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: The simulator's component names (the paper's three, then the optional bright point sources).
-COMPONENTS: tuple[str, ...] = ("extended", "agn", "background", "points")
+COMPONENTS: tuple[str, ...] = ALL_COMPONENTS
 
 
 def target_clamp_for(factor: int, ratio: float | None = None) -> float:

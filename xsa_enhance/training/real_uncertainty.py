@@ -3,7 +3,7 @@
 For every (model, clamp) pair and real observation (:func:`~xsa_enhance.training.real_eval.
 load_real_observations`), the 20 ks image is enhanced with its uncertainty
 (:func:`~xsa_enhance.models.uncertainty.estimate_uncertainty`); the ``n_peaks`` most prominent
-peaks of the output (:func:`~xsa_enhance.training.real_eval.find_peaks`) are checked in the
+peaks of the output (:func:`~xsa_enhance.training.peak_purity.find_peaks`) are checked in the
 independent deep image ``full - 20ks`` (:func:`~xsa_enhance.training.real_eval.confirm_peaks`:
 a >= 3 sigma Poisson aperture excess), and each peak is scored
 ``(peak - local median) / sigma`` (:func:`~xsa_enhance.models.uncertainty.peak_significance`)
@@ -112,13 +112,9 @@ def uncertainty_roc(
     from xsa_enhance.models.normalise import ClampSpec
     from xsa_enhance.models.registry import LoadedModel, load_model
     from xsa_enhance.models.uncertainty import estimate_uncertainty, naive_sigma
-    from xsa_enhance.training.real_eval import (
-        confirm_peaks,
-        derive_mask,
-        find_peaks,
-        load_real_observations,
-        simulated_empty_field,
-    )
+    from xsa_enhance.training.empty_field import simulated_empty_field
+    from xsa_enhance.training.peak_purity import confirm_peaks, find_peaks
+    from xsa_enhance.training.real_data import derive_mask, load_real_observations
 
     observations = load_real_observations(directory, obsids=obsids)
     results: dict[str, Any] = {}
