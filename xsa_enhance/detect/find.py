@@ -61,12 +61,14 @@ FLAG_EXTENDED: int = 8
 #: model's output): ``min_signif``, ``min_det_signif`` and the smoothing of the peak search.
 #: Chosen on simulated fields, not on real data: per mode the setting that finds the most
 #: simulated sources among those with purity >= 0.99 on 6 fields, each with 60 point sources
-#: and one extended source judged by an independent deep image as real data are
-#: (``xsa-enhance detect-eval --sweep``, docs/sources.md; constant-clamp models).
+#: and one extended source judged by an independent deep image as real data are, a source
+#: split into two detections counting one true and one false detection
+#: (``xsa-enhance detect-eval --sweep``, docs/sources.md; constant-clamp models). Smoothing
+#: by 1.5 px (6") was best or within a few sources of the best for every mode.
 DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
-    "input": {"min_signif": 5.0, "min_det_signif": 0.0, "smooth_px": 0.0},
-    "dn": {"min_signif": 4.5, "min_det_signif": 2.0, "smooth_px": 0.0},
-    "sr": {"min_signif": 5.0, "min_det_signif": 2.0, "smooth_px": 0.0},
+    "input": {"min_signif": 5.0, "min_det_signif": 0.0, "smooth_px": 1.5},
+    "dn": {"min_signif": 4.0, "min_det_signif": 3.0, "smooth_px": 1.5},
+    "sr": {"min_signif": 4.0, "min_det_signif": 8.0, "smooth_px": 1.5},
 }
 
 #: Columns of a source table: name, unit, description.
