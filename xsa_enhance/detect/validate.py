@@ -345,7 +345,7 @@ def evaluate_simulated(modes: Sequence[DetectionMode], *, n_fields: int = 8, see
 def sweep_thresholds(modes: Sequence[DetectionMode], *, n_fields: int = 6, seed: int = 1000,
                      grid_signif: Sequence[float] = (2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5),
                      grid_det: Sequence[float] = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0),
-                     grid_smooth: Sequence[float] = (0.0, 0.5, 1.0),
+                     grid_smooth: Sequence[float] = (0.0, 0.5, 1.0, 1.5, 2.0),
                      match_px: float = 2.5, min_purity: float = 0.99, n_extended: int = 0,
                      runner: ModeRunner | None = None) -> dict[str, Any]:
     """Purity and completeness of each mode over a grid of settings, on simulations.
