@@ -137,6 +137,8 @@ def scaled_wcs_header(header: Any, factor: int, out_grid: DetGrid | None) -> tup
     if out_grid is None:
         return out, "none (non-standard grid)"
     ra, dec, pa = centre
+    for key in ("CDELT1", "CDELT2", "PC1_1", "PC1_2", "PC2_1", "PC2_2"):  # a scaled DET WCS
+        out.remove(key, ignore_missing=True)
     out.update(sky_wcs_header(out_grid, ra=ra, dec=dec, pa=pa))
     out.update({k: v for k, v, _ in det_wcs_cards(out_grid, primary=False)})
     return out, "approximate: DET origin at pointing, rotated by PA_PNT"
