@@ -2,8 +2,8 @@
 
 :func:`quicklook_png` draws images side by side: count-rate panels on one stretched scale set
 by the first panel, with colour bars (one per panel or one shared) ticked in counts/s per pixel
-of the first panel (the 4" pixel of the 1x grid), and significance panels (``output / uncertainty``, linear 0 to
-:data:`SIGNIFICANCE_VMAX`, 3 sigma marked). ``export --png`` (store), ``enhance --png``
+of the first panel (the 4" pixel of the 1x grid), and significance panels (``output /
+uncertainty``, linear 0 to :data:`SIGNIFICANCE_VMAX`, 3 sigma marked). ``export --png`` (store), ``enhance --png``
 (:func:`write_comparison_png`), ``simulate quicklook`` and ``image --png``
 (:func:`write_image_png`, one panel in DET coordinates with the mask outline) all go through
 it. PNGs are written atomically (:func:`save_png`).
@@ -245,7 +245,8 @@ def write_comparison_png(path: str | os.PathLike[str], counts_in: np.ndarray, ex
         z = np.where(np.asarray(result.mask, dtype=bool), result.significance(), np.nan)
         panels.append((f"output / uncertainty ({a.get('uncertainty_method', '')}, "
                        f"{a.get('uncertainty_n_samples', '?')} samples)", z, "significance"))
-    return quicklook_png(panels, path, title=title, stretch=partial(stretch_forward, stretch=stretch),
+    return quicklook_png(panels, path, title=title,
+                         stretch=partial(stretch_forward, stretch=stretch),
                          colorbar_label=f"count rate (ct/s per 4\" pixel), {stretch} scale",
                          percentile=99.9, shared_colorbar=True, panel_size=(6.0, 6.2), dpi=100)
 
@@ -283,5 +284,6 @@ def write_image_png(image: Any, path: str | os.PathLike[str], *, title: str | No
     ax.set_ylabel("DETY")
     ax.set_title(title or f"{image.obsid} {image.expidstr} {image.label}  "
                  f"{image.exposure_s:.0f} s  {image.total_counts} counts")
-    _rate_colorbar(fig, im, ax, hi=hi, stretch=np.sqrt, label="count rate (ct/s per pixel), sqrt scale")
+    _rate_colorbar(fig, im, ax, hi=hi, stretch=np.sqrt,
+                   label="count rate (ct/s per pixel), sqrt scale")
     return save_png(fig, path, dpi=100)
