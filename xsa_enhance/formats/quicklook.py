@@ -53,12 +53,12 @@ def save_png(fig: Any, path: str | os.PathLike[str], *, dpi: int = 90) -> Path:
     path : path-like
         Output PNG; its folder is created.
     dpi : int
-        Resolution.
+        Resolution in dots per inch.
 
     Returns
     -------
     pathlib.Path
-        The written file.
+        The PNG, complete (written to a temporary file and renamed).
     """
     import matplotlib.pyplot as plt
 
