@@ -65,7 +65,7 @@ def detect_cmd(image: str, model_name: str | None, clamp: str | None,
                overwrite: bool) -> None:
     """Detect sources on IMAGE (a counts FITS with EXPOSURE) or, with --model, on its
     enhanced image, and measure each on IMAGE's own counts (docs/sources.md)."""
-    from xsa_enhance.cli.models import read_counts_fits
+    from xsa_enhance.formats.enhanced_fits import read_counts_fits
     from xsa_enhance.detect.find import config_for_mode, detect_sources, image_sky_wcs
 
     if Path(out).exists() and not overwrite:

@@ -437,7 +437,7 @@ def image_sky_wcs(header: Any, shape: tuple[int, int]) -> tuple[Any, str]:
     The header's own sky WCS (primary or any alternate ``A``-``Z`` with RA/DEC axes) when it
     has one; otherwise, for an image on the standard DET grid with ``REFXCRVL``/
     ``REFYCRVL`` (or ``RA_PNT``/``DEC_PNT``) and ``PA_PNT``, the approximate one that
-    ``xsa-enhance image`` writes (:func:`xsa_enhance.events.fitsio.sky_wcs_header`);
+    ``xsa-enhance image`` writes (:func:`xsa_enhance.formats.skywcs.sky_wcs`);
     otherwise None.
 
     Returns
@@ -464,22 +464,12 @@ def image_sky_wcs(header: Any, shape: tuple[int, int]) -> tuple[Any, str]:
                 continue
         if w.has_celestial:
             return w.celestial, "header"
+    from xsa_enhance.formats.skywcs import projection_centre, sky_wcs
     from xsa_enhance.instrument.grid import GRID_1X
 
     if tuple(shape) != GRID_1X.shape:
         return None, "none"
-    try:
-        ra = float(header.get("REFXCRVL", header.get("RA_PNT")))
-        dec = float(header.get("REFYCRVL", header.get("DEC_PNT")))
-        pa = float(header["PA_PNT"])
-    except (KeyError, TypeError, ValueError):
+    centre = projection_centre(header)
+    if centre is None:
         return None, "none"
-    if not all(math.isfinite(v) for v in (ra, dec, pa)):
-        return None, "none"
-    from astropy.io import fits
-
-    from xsa_enhance.events.fitsio import sky_wcs_header
-
-    hdr = fits.Header(sky_wcs_header(GRID_1X, ra=ra, dec=dec, pa_deg=pa))
-    hdr["RADESYS"] = "ICRS"
-    return WCS(hdr), "pointing"
+    return sky_wcs(GRID_1X, ra=centre[0], dec=centre[1], pa=centre[2]), "pointing"
