@@ -59,12 +59,13 @@ FLAG_EXTENDED: int = 8
 
 #: Defaults per detection mode: ``input`` (no model), ``dn`` and ``sr`` (detection on the
 #: model's output): ``min_signif``, ``min_det_signif`` and the smoothing of the peak search.
-#: Chosen on simulated fields, not on real data: per mode the setting that finds the most
-#: simulated sources among those with purity >= 0.99 on 6 fields, each with 60 point sources
-#: and one extended source judged by an independent deep image as real data are, a source
-#: split into two detections counting one true and one false detection
-#: (``xsa-enhance detect-eval --sweep``, docs/sources.md; constant-clamp models). Smoothing
-#: by 1.5 px (6") was best or within a few sources of the best for every mode.
+#: Chosen on simulated fields, not on real data: 1.5 px (6") smoothing for every mode, and per
+#: mode the thresholds that find the most simulated sources among those with purity >= 0.99
+#: on 6 fields, each with 60 point sources and one extended source judged by an independent
+#: deep image as real data are, a source split into two detections counting one true and one
+#: false detection (``xsa-enhance detect-eval --sweep``, docs/sources.md; constant-clamp
+#: models). 1.5 px was the best smoothing for input and DN and within 4 of 181 sources of the
+#: best (2 px) for SR.
 DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
     "input": {"min_signif": 5.0, "min_det_signif": 0.0, "smooth_px": 1.5},
     "dn": {"min_signif": 4.0, "min_det_signif": 3.0, "smooth_px": 1.5},
