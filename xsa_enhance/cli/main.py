@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from xsa_enhance._version import __version__
-from xsa_enhance.cli.common import UserError, configure_logging
+from xsa_enhance.cli.common import UserError
 from xsa_enhance.errors import XsaError
+from xsa_enhance.logsetup import configure_logging
 
 __all__ = ["main"]
 

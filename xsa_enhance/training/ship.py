@@ -104,7 +104,7 @@ def _train_one(kind: str, work: str, minutes: float, seed: int, preset: str, res
     import torch
 
     torch.set_num_threads(1)
-    from xsa_enhance.cli.common import configure_logging
+    from xsa_enhance.logsetup import configure_logging
     from xsa_enhance.training.train import load_config, train
 
     configure_logging("INFO")
@@ -149,7 +149,7 @@ def _anneal_one(kind: str, work: str, minutes: float, seed: int, preset: str, lr
     import torch
 
     torch.set_num_threads(1)
-    from xsa_enhance.cli.common import configure_logging
+    from xsa_enhance.logsetup import configure_logging
     from xsa_enhance.training.train import load_config, train
 
     configure_logging("INFO")
@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init-from", default=None,
                     help="fine-tune from this round's registered models (e.g. v2)")
     args = ap.parse_args(argv)
-    from xsa_enhance.cli.common import configure_logging
+    from xsa_enhance.logsetup import configure_logging
 
     configure_logging("INFO")
     work = Path(args.out)
