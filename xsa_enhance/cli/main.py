@@ -58,6 +58,7 @@ from xsa_enhance.cli.training import (  # noqa: E402
     evaluate_cmd,
     flux_test_cmd,
     psf_test_cmd,
+    ship_models_cmd,
     train_cmd,
 )
 
@@ -65,6 +66,7 @@ main.add_command(train_cmd)
 main.add_command(evaluate_cmd)
 main.add_command(psf_test_cmd)
 main.add_command(flux_test_cmd)
+main.add_command(ship_models_cmd)
 from xsa_enhance.cli.archive import archive_group, harvest_cmd  # noqa: E402
 
 main.add_command(archive_group)
