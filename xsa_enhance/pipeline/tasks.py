@@ -365,7 +365,7 @@ def _default_device() -> str:
 def _check_product_attrs(obsid: str, slice_id: str, attrs: dict[str, Any]) -> None:
     """Validate product attributes against ``schemas/product-attributes.schema.json``."""
     from xsa_enhance.config import validate_data
-    from xsa_enhance.store.zarr_store import _jsonable
+    from xsa_enhance.store.layout import jsonable as _jsonable
 
     doc = _jsonable({**attrs, "complete": True, "obsid": obsid, "slice_id": slice_id})
     issues = validate_data(doc, schema="product-attributes")
