@@ -21,7 +21,7 @@ from xsa_enhance.errors import InputFileError
 from xsa_enhance.store.catalog import CATALOG_NAMES, Catalog, rows_from_table
 from xsa_enhance.store.integrity import StoreDamagedError, update_catalog_digests
 from xsa_enhance.store.layout import delete_group, observation_path, utcnow
-from xsa_enhance.store.spatial import sky_columns, update_index
+from xsa_enhance.store.sky_index import sky_columns, update_index
 
 __all__ = [
     "CheckedCatalog",
@@ -159,7 +159,7 @@ def commit_rows(root: zarr.Group, url: str, rows: Mapping[str, Sequence[Mapping[
 
 def update_sky_indexes(root: zarr.Group, url: str, names: Sequence[str]) -> None:
     """Extend the spatial index of the sky catalogs among ``names`` to their published
-    rows (after publishing: see :mod:`xsa_enhance.store.spatial`). A failure only costs
+    rows (after publishing: see :mod:`xsa_enhance.store.sky_index`). A failure only costs
     speed (queries scan the rows left unindexed), so it is logged, not raised."""
     for name in names:
         if sky_columns(name) is None:
