@@ -5,9 +5,9 @@ spread uniformly over the sky (a few placed on RA=0 and near both poles), each w
 ``rows / n_fields`` positions within 15 arcmin of its pointing, appended field by field as
 runs commit them. The carrier is the ``observations`` catalog (today's catalog with sky
 columns; the index is generic over any catalog with ``ra*``/``dec*`` degree columns, e.g. a
-``sources`` catalog): its ``ra_pnt``/``dec_pnt`` columns are written directly (the other
-columns stay at their fill value, which costs no storage) and the row count published as a
-commit does. Measured side by side in one run:
+``sources`` catalog): its ``ra_pnt``/``dec_pnt`` columns are appended by
+:meth:`~xsa_enhance.store.catalog.Catalog.write_columns` (the other columns stay at their fill
+value, which costs no storage) and the row count published as a commit does. Measured side by side in one run:
 
 - ``build``: writing the columns, building the index of all rows, and extending it by one
   nightly-run-sized append (``append_rows`` rows on top of the archive);
@@ -68,12 +68,7 @@ def _sources(rng: np.random.Generator, ra0: np.ndarray, dec0: np.ndarray, per_fi
 
 def _append(store: ProductStore, ra: np.ndarray, dec: np.ndarray) -> None:
     """Append positions to ``observations`` and publish the new row count (as a commit)."""
-    cat = store.catalog("observations")
-    n0, n1 = cat.nrows, cat.nrows + len(ra)
-    for col in cat.columns:
-        cat.group[col.name].resize((n1,))
-    cat.group["ra_pnt"][n0:n1] = ra
-    cat.group["dec_pnt"][n0:n1] = dec
+    n1 = store.catalog("observations").write_columns({"ra_pnt": ra, "dec_pnt": dec})
     state = dict(store.root.attrs["catalogs"])
     state["observations"] = {**state["observations"], "nrows": n1}
     store.root.attrs["catalogs"] = state

@@ -48,26 +48,26 @@ def _images(seed: int) -> dict[str, np.ndarray]:
 
 @contextmanager
 def _no_checksums():
-    import xsa_enhance.store.zarr_store as zs
+    import xsa_enhance.store.image_groups as ig
 
-    original = zs.array_checksum
-    zs.array_checksum = lambda arr, data: {}
+    original = ig.array_checksum
+    ig.array_checksum = lambda arr, data: {}
     try:
         yield
     finally:
-        zs.array_checksum = original
+        ig.array_checksum = original
 
 
 @contextmanager
 def _no_digests():
-    import xsa_enhance.store.zarr_store as zs
+    import xsa_enhance.store.catalog_commits as cc
 
-    original = zs.update_catalog_digests
-    zs.update_catalog_digests = lambda group, entry, rows_before: None
+    original = cc.update_catalog_digests
+    cc.update_catalog_digests = lambda group, entry, rows_before: None
     try:
         yield
     finally:
-        zs.update_catalog_digests = original
+        cc.update_catalog_digests = original
 
 
 def _product_row(i: int, obsid: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from xsa_enhance.errors import ObservationError
 from xsa_enhance.pipeline.config import ArchiveSettings
+from xsa_enhance.store.records import uncertainty_summary  # the products catalog's columns
 
 __all__ = [
     "archive_config",
@@ -24,7 +25,6 @@ __all__ = [
     "events_stage",
     "enhance_stage",
     "uncertainty_summary",
-    "slice_id_of",
     "CAVEATS",
 ]
 
@@ -137,16 +137,6 @@ def events_stage(
     return process_event_list(pievli, fbktsr, config=config, timings=timings)
 
 
-def slice_id_of(image: Any) -> str:
-    """Store key of a :class:`~xsa_enhance.events.SliceImage` (``S003_020ks_001``)."""
-    from xsa_enhance.store import slice_key
-
-    length = image.length_ks
-    if length is None:
-        return f"{image.expidstr}_full_000"
-    return slice_key(image.expidstr, int(round(float(length))), int(image.index))
-
-
 def enhance_stage(
     counts: np.ndarray,
     exposure_s: float,
@@ -198,41 +188,3 @@ def enhance_stage(
                   uncertainty_samples=max(n, 2), uncertainty_seed=0)
     logger.debug("%s on a %.0f s image took %.2f s", model.name, exposure_s, time.perf_counter() - t0)
     return out
-
-
-def uncertainty_summary(counts: np.ndarray, sigma: np.ndarray | None,
-                        mask: np.ndarray) -> dict[str, float]:
-    """Summary columns of a product's uncertainty (products catalog).
-
-    Parameters
-    ----------
-    counts, sigma : numpy.ndarray
-        Enhanced counts and their 1-sigma uncertainty (same grid); ``sigma`` None: no
-        uncertainty (both values NaN).
-    mask : numpy.ndarray
-        Output-grid mask; only pixels inside it count.
-
-    Returns
-    -------
-    dict
-        ``flux_fraction_below_3sigma``: the fraction of the output flux (positive counts
-        inside the mask) in pixels whose ``output / sigma < 3`` (a pixel with ``sigma == 0``
-        and positive output is not below 3 sigma; NaN when there is no flux);
-        ``median_significance``: the median of ``output / sigma`` over the mask pixels with
-        ``sigma > 0`` (NaN when none).
-    """
-    nan = float("nan")
-    if sigma is None:
-        return {"flux_fraction_below_3sigma": nan, "median_significance": nan}
-    m = np.asarray(mask, dtype=bool)
-    c = np.asarray(counts, dtype=np.float64)[m]
-    s = np.asarray(sigma, dtype=np.float64)[m]
-    flux = np.clip(c, 0.0, None)
-    pos = s > 0
-    z = np.where(pos, c / np.where(pos, s, 1.0), np.inf)
-    total = float(flux.sum())
-    below = float(flux[z < 3.0].sum())
-    return {
-        "flux_fraction_below_3sigma": below / total if total > 0 else nan,
-        "median_significance": float(np.median(z[pos])) if np.any(pos) else nan,
-    }

@@ -2,8 +2,9 @@
 
 Tasks own what they write (DESIGN.md section 8): :func:`observation_task` owns
 ``obs/<obsid>`` and its slice inputs, :func:`product_task` owns one product group. They
-never touch the catalogs; they return the catalog rows and the driver commits them once the
-groups are complete. Expected failures (:class:`~xsa_enhance.errors.XsaError`) and
+never touch the catalogs: they hand what the stages made to the store
+(:mod:`xsa_enhance.store.ingest`), which writes the groups and builds their catalog rows, and
+return those rows; the driver commits them once the groups are complete. Expected failures (:class:`~xsa_enhance.errors.XsaError`) and
 unexpected ones are returned as outcomes with the reason, so one bad observation never
 stops the batch.
 """
@@ -23,18 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from xsa_enhance._version import __version__
 from xsa_enhance.errors import InputFileError, ObservationError, XsaError
 from xsa_enhance.obsid import validate_obsid
 from xsa_enhance.pipeline.config import ArchiveSettings
-from xsa_enhance.pipeline.stages import (
-    CAVEATS,
-    enhance_stage,
-    events_stage,
-    harvest_stage,
-    slice_id_of,
-    uncertainty_summary,
-)
+from xsa_enhance.pipeline.stages import CAVEATS, enhance_stage, events_stage, harvest_stage
+from xsa_enhance.store import ProductStore, utcnow
+from xsa_enhance.store.ingest import StoredSlice, write_enhanced, write_observation
 
 __all__ = [
     "ObservationOutcome",
@@ -107,25 +102,26 @@ def _reason(exc: BaseException, *, obsid: str | None = None, scratch: str | None
     return " ".join(text.split())
 
 
-def _open_store(store_url: str, storage_options: dict[str, Any] | None) -> Any:
-    from xsa_enhance.store import ProductStore
-
+def _open_store(store_url: str, storage_options: dict[str, Any] | None) -> ProductStore:
     return ProductStore(store_url, mode="r+", storage_options=storage_options or None)
 
 
+def _input_sources(slices: list[StoredSlice]) -> list[dict[str, Any]]:
+    """Sources detected on the stored 1x slice images themselves (``xsa_enhance.detect``)."""
+    from xsa_enhance.detect.catalog import detect_rows
 
-def _pointing_fields(obsid: str, proc: Any) -> dict[str, Any]:
-    """Fields shared by an observation's group attributes and its catalog row."""
-    return {
-        "obsid": obsid,
-        "expidstr": proc.expidstr,
-        "ra_pnt": float(proc.ra_pnt),
-        "dec_pnt": float(proc.dec_pnt),
-        "pa_pnt": float(proc.pa_pnt),
-        "filter": str(proc.filter),
-        "submode": str(proc.submode),
-        "date_obs": str(proc.date_obs),
-    }
+    rows: list[dict[str, Any]] = []
+    for s in slices:
+        if s.image.grid.name != "1x":
+            continue
+        im = s.image
+        rows += detect_rows(np.asarray(im.counts), float(im.exposure_s),
+                            np.asarray(im.mask, dtype=bool), attrs=s.attrs,
+                            base={**{k: s.row[k] for k in (
+                                "obsid", "expidstr", "slice_id", "length_ks")},
+                                "model": "input", "clamp_mode": ""})
+    return rows
+
 
 def observation_task(
     obsid: str,
@@ -192,7 +188,7 @@ def observation_task(
             obsid, downloads, settings=archive, exposure_id=record.get("exposure_id") or None
         )
         timings["harvest_s"] = time.perf_counter() - t0
-        harvest_time = _utc()
+        harvest_time = utcnow()
 
         stage = "events"
         t0 = time.perf_counter()
@@ -205,100 +201,18 @@ def observation_task(
         stage = "store"
         t0 = time.perf_counter()
         store = _open_store(store_url, storage_options)
-        gtis = np.asarray(proc.clean_gtis, dtype=float).reshape(-1, 2)
-        obs_attrs = {
-            **_pointing_fields(obsid, proc),
-            "ontime_s": float(proc.ontime),
-            "clean_gtis": gtis.tolist(),
-            "clean_exposure_s": float(proc.clean_exposure_s),
-            "flare_fraction": float(proc.flare_fraction),
-            "flare_source": str(proc.flare_source),
-            "n_events": int(proc.n_events),
-            "n_screened": int(proc.n_screened),
-            "events_config": config.to_dict(),
-            "pps_version": str(record.get("pps_version", "")),
-            "pps_proc_date": str(record.get("pps_proc_date", "")),
-            "harvest_status": str(harvest.status),
-            "harvest_time": harvest_time,
-            "software_version": __version__,
-        }
-        images = [im for im in proc.slices]
-        store.begin_observation(obsid, attrs=obs_attrs)
-        slice_rows: list[dict[str, Any]] = []
-        source_rows: list[dict[str, Any]] = []
-        for im in images:
-            sid = slice_id_of(im)
-            if im.grid.name != "1x":
-                sid = f"{sid}_{im.grid.name}"
-            im_gtis = np.asarray(im.gtis, dtype=float).reshape(-1, 2)
-            in_mask = np.asarray(im.mask, dtype=bool)
-            counts = np.asarray(im.counts)
-            attrs = {
-                **_pointing_fields(obsid, proc),
-                "expidstr": im.expidstr,
-                "length_ks": None if im.length_ks is None else float(im.length_ks),
-                "n_slices": int(im.n_slices),
-                "index": int(im.index),
-                "gtis": im_gtis.tolist(),
-                "grid": im.grid.name,
-                "grid_binsize": float(im.grid.binsize),
-                "band_eV": [int(im.band[0]), int(im.band[1])],
-                "expression": str(im.expression),
-                "pps_version": str(record.get("pps_version", "")),
-            }
-            row = {
-                "obsid": obsid,
-                "expidstr": im.expidstr,
-                "slice_id": sid,
-                "length_ks": 0 if im.length_ks is None else int(round(float(im.length_ks))),
-                "n_slices": int(im.n_slices),
-                "index": int(im.index),
-                "start": float(im_gtis[0, 0]) if len(im_gtis) else float("nan"),
-                "stop": float(im_gtis[-1, 1]) if len(im_gtis) else float("nan"),
-                "exposure": float(im.exposure_s),
-                "counts": int(counts[in_mask].sum()),
-                "band": f"{int(im.band[0])}-{int(im.band[1])} eV",
-                "store_path": store.input_path(obsid, sid),
-            }
-            store.write_slice_input(
-                obsid, sid, counts=counts, exposure_s=float(im.exposure_s), mask=in_mask,
-                attrs=attrs, record=row,
-            )
-            slice_rows.append(row)
-            if im.grid.name == "1x":  # sources of the slice itself (xsa_enhance.detect)
-                from xsa_enhance.detect.catalog import detect_rows
-
-                source_rows += detect_rows(counts, float(im.exposure_s), in_mask, attrs=attrs,
-                                           base={**{k: row[k] for k in (
-                                               "obsid", "expidstr", "slice_id", "length_ks")},
-                                               "model": "input", "clamp_mode": ""})
-        status, reason = "ok", ""
-        if not [r for r in slice_rows if r["length_ks"] > 0]:
-            status = "skipped"
-            reason = (
-                f"clean exposure {proc.clean_exposure_s / 1000:.1f} ks is shorter than one "
-                f"{config.slice_unit_ks:g} ks slice"
-            )
-        obs_row = {
-            **_pointing_fields(obsid, proc),
-            "ontime": float(proc.ontime),
-            "clean_exposure": float(proc.clean_exposure_s),
-            "flare_fraction": float(proc.flare_fraction),
-            "n_slices": len(slice_rows),
-            "pps_version": str(record.get("pps_version", "")),
-            "pps_proc_date": str(record.get("pps_proc_date", "")),
-            "harvest_status": str(harvest.status),
-            "harvest_time": harvest_time,
-            "status": status,
-            "reason": reason,
-            "store_path": store.observation_path(obsid),
-        }
-        store.finish_observation(obsid, record=obs_row)
+        provenance = {"pps_version": str(record.get("pps_version", "")),
+                      "pps_proc_date": str(record.get("pps_proc_date", "")),
+                      "harvest_status": str(harvest.status), "harvest_time": harvest_time}
+        stored = write_observation(store, obsid, proc, events_config=config.to_dict(),
+                                   provenance=provenance)
+        source_rows = _input_sources(stored.slices)
         timings["write_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start
         return ObservationOutcome(
-            obsid=obsid, status=status, stage="events" if status == "skipped" else "store",
-            reason=reason, observation=obs_row, slices=slice_rows, timings=timings,
+            obsid=obsid, status=stored.status,
+            stage="events" if stored.status == "skipped" else "store", reason=stored.reason,
+            observation=stored.row, slices=[s.row for s in stored.slices], timings=timings,
             worker=_worker_name(), sources=source_rows,
         )
     except Exception as exc:  # noqa: BLE001 - one bad observation never stops the batch
@@ -312,12 +226,6 @@ def observation_task(
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _utc() -> str:
-    from xsa_enhance.store import utcnow
-
-    return utcnow()
 
 
 def cached_model(model_ref: str, sha256: str, *, device: str | None = None) -> Any:
@@ -360,25 +268,6 @@ def _default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _check_product_attrs(obsid: str, slice_id: str, attrs: dict[str, Any]) -> None:
-    """Validate product attributes against ``schemas/product-attributes.schema.json``."""
-    from xsa_enhance.config import validate_data
-    from xsa_enhance.store.zarr_store import _jsonable
-
-    doc = _jsonable({**attrs, "complete": True, "obsid": obsid, "slice_id": slice_id})
-    issues = validate_data(doc, schema="product-attributes")
-    if issues:
-        text = "; ".join(f"{i.location}: {i.message}" for i in issues[:5])
-        raise ObservationError(obsid, f"product attributes of {slice_id} invalid: {text}")
-
-
-def _float_or_nan(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
 
 
 def product_task(
@@ -453,82 +342,15 @@ def product_task(
         )
         timings["enhance_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        provenance = {k: v for k, v in dict(out.attrs).items()}
-        src = data.attrs
-        attrs = {
-            **provenance,
-            "model": model.name,
-            "kind": model.kind,
-            "weights_sha256": model.sha256,
-            "clamp_mode": clamp,
-            "trained_clamp": str(provenance.get("trained_clamp", model.clamp)),
-            "clamp_mismatch": bool(provenance.get("clamp_mismatch", False)),
-            "stretch": str(provenance.get("stretch", stretch or model.stretch)),
-            "input_slice": store.input_path(obsid, slice_id),
-            "input_exposure_s": exposure_s,
-            "output_exposure_s": float(out.exposure_s),
-            "grid": out.grid.name if out.grid is not None else f"{model.factor}x",
-            "expression": src.get("expression", ""),
-            "band_eV": src.get("band_eV"),
-            "gtis": src.get("gtis"),
-            "ra_pnt": src.get("ra_pnt"),
-            "dec_pnt": src.get("dec_pnt"),
-            "pa_pnt": src.get("pa_pnt"),
-            "software_version": __version__,
-            "caveats": list(CAVEATS),
-            "uncertainty": out.uncertainty is not None,
-        }
-        _check_product_attrs(obsid, slice_id, attrs)
-        path = store.product_path(obsid, slice_id, model.name, clamp)
-        out_mask = np.asarray(out.mask, dtype=bool)
-        in_mask = np.asarray(data.mask, dtype=bool)
-        clamp_value = provenance.get("clamp_value", float("nan"))
-        try:
-            clamp_value = float(clamp_value)
-        except (TypeError, ValueError):
-            clamp_value = float("nan")
-        input_counts = float(np.asarray(data.counts, dtype=float)[in_mask].sum())
-        output_counts = float(np.asarray(out.counts, dtype=float)[out_mask].sum())
-        row = {
-            "obsid": obsid,
-            "expidstr": str(src.get("expidstr", "")),
-            "slice_id": slice_id,
-            "length_ks": int(round(float(src.get("length_ks") or 0))),
-            "model": model.name,
-            "kind": model.kind,
-            "weights_sha256": model.sha256,
-            "clamp_mode": clamp,
-            "clamp_value": clamp_value,
-            "trained_clamp": attrs["trained_clamp"],
-            "clamp_mismatch": attrs["clamp_mismatch"],
-            "stretch": attrs["stretch"],
-            "grid": attrs["grid"],
-            "input_counts": input_counts,
-            "output_counts": output_counts,
-            "output_exposure": float(out.exposure_s),
-            "input_exposure": exposure_s,
-            "input_rate": input_counts / exposure_s if exposure_s > 0 else float("nan"),
-            "output_rate": (output_counts / float(out.exposure_s) if out.exposure_s > 0
-                            else float("nan")),
-            "output_background": "excluded" if model.kind == "sr" else "included",
-            "restored_rate": _float_or_nan(provenance.get("restored_rate")),
-            "uncertainty_samples": (int(provenance.get("uncertainty_n_samples") or 0)
-                                    if out.uncertainty is not None else 0),
-            **uncertainty_summary(out.counts, out.uncertainty, out_mask),
-            "store_path": path,
-            "software_version": __version__,
-        }
-        store.write_product(
-            obsid, slice_id, model=model.name, clamp=clamp, counts=out.counts, mask=out.mask,
-            attrs=attrs, uncertainty=out.uncertainty, record=row,
-        )
+        row = write_enhanced(store, data, out, model, clamp=clamp, stretch=stretch,
+                             caveats=CAVEATS)
         timings["product_write_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         from xsa_enhance.detect.catalog import detect_rows
 
         sources = detect_rows(
-            data.counts, exposure_s, in_mask, attrs=src, output=out, kind=model.kind,
-            factor=int(model.factor), base={k: row[k] for k in (
+            data.counts, exposure_s, np.asarray(data.mask, dtype=bool), attrs=data.attrs,
+            output=out, kind=model.kind, factor=int(model.factor), base={k: row[k] for k in (
                 "obsid", "expidstr", "slice_id", "length_ks", "model", "clamp_mode")})
         timings["detect_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start

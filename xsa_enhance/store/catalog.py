@@ -400,17 +400,47 @@ class Catalog:
         if not rows:
             return self.nrows
         self.check_rows(rows)
+        columns: dict[str, np.ndarray] = {}
+        for col in self.columns:
+            if col.dtype == "str":
+                columns[col.name] = np.array([str(r[col.name]) for r in rows], dtype=object)
+            else:
+                columns[col.name] = np.array([r[col.name] for r in rows], dtype=col.dtype)
+        return self.write_columns(columns)
+
+    def write_columns(self, values: Mapping[str, np.ndarray]) -> int:
+        """Append rows given column by column after the published ones, *without*
+        publishing them (see :meth:`write_rows`).
+
+        Every column array is extended; the ones in ``values`` get their new values, the
+        others keep what their new rows hold (their fill value, unless an interrupted append
+        left values there). :meth:`write_rows` gives every column.
+
+        Parameters
+        ----------
+        values : mapping of str to numpy.ndarray
+            New values of some columns, all of the same length (text columns as objects).
+
+        Returns
+        -------
+        int
+            The row count to publish.
+        """
+        lengths = {len(v) for v in values.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"catalog {self.name}: columns of different lengths {lengths}")
+        names = {c.name for c in self.columns}
+        unknown = set(values) - names
+        if unknown:
+            raise ValueError(f"catalog {self.name}: unknown columns {sorted(unknown)}")
         n0 = self.nrows
-        n1 = n0 + len(rows)
+        n1 = n0 + lengths.pop()
         self._add_late_columns(n0)
         for col in self.columns:
             arr = self._column_array(col.name)
-            if col.dtype == "str":
-                values = np.array([str(r[col.name]) for r in rows], dtype=object)
-            else:
-                values = np.array([r[col.name] for r in rows], dtype=col.dtype)
             arr.resize((n1,))
-            arr[n0:n1] = values
+            if col.name in values:
+                arr[n0:n1] = values[col.name]
         logger.debug("catalog %s: wrote rows %d..%d", self.name, n0, n1)
         return n1
 

@@ -1,32 +1,25 @@
 """The Zarr v3 product store: slice images, enhanced products and catalogs.
 
-Layout (``<store>`` is a local directory or an fsspec URL)::
+:class:`ProductStore` is the one handle on a store; the knowledge behind it lives in modules
+named for what they hold:
 
-    <store>/zarr.json                       root attributes: format, software, runs, and
-                                            the catalog state {name: {path, nrows}}
-    <store>/catalogs/<name>.<generation>/<column>   1-D column arrays
-    <store>/obs/<obsid>/                    attributes: observation metadata, GTIs
-    <store>/obs/<obsid>/<slice_id>/input/{counts,exposure,mask}
-    <store>/obs/<obsid>/<slice_id>/products/<model>__<clamp>/{counts,mask[,uncertainty]}
+- :mod:`~xsa_enhance.store.layout`: group paths, keys and attribute conventions (the layout
+  on disk);
+- :mod:`~xsa_enhance.store.image_groups`: the write protocol of image groups (complete
+  flag, checksums, records) and their checked reads;
+- :mod:`~xsa_enhance.store.catalog_commits`: the catalog state and the commits that publish
+  rows;
+- :mod:`~xsa_enhance.store.run_log`: the run-level records;
+- :mod:`~xsa_enhance.store.orphans`: what an interrupted run leaves behind.
 
-Write rules (DESIGN.md section 8): every task owns whole arrays -- the observation task
-owns ``obs/<obsid>`` and its ``input`` groups, an enhancement task owns one
-``products/<model>__<clamp>`` group, its ``uncertainty`` array included -- and writes each
-array in one piece (one shard per array, so no two writers ever touch the same shard). A group is written with
-``complete=False`` and its arrays, then its attributes are rewritten with ``complete=True``
-(one atomic metadata write). Only after that does the driver commit the catalog row.
-A group that is not complete, or complete but without a catalog row, is an *orphan* of an
-interrupted run; :meth:`ProductStore.clean_orphans` removes those before a run resumes.
+The public names of those modules that callers used from here are re-exported.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
-import re
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +27,20 @@ import numpy as np
 import zarr
 
 from xsa_enhance._version import __version__
-from xsa_enhance.errors import InputFileError, ObservationError
-from xsa_enhance.obsid import validate_obsid
-from xsa_enhance.store.catalog import CATALOG_NAMES, Catalog, rows_from_table
-from xsa_enhance.store.integrity import (
-    StoreDamagedError,
-    array_checksum,
-    update_catalog_digests,
-    values_digest,
+from xsa_enhance.errors import InputFileError
+from xsa_enhance.store import catalog_commits, image_groups, layout, orphans, run_log
+from xsa_enhance.store.catalog import Catalog
+from xsa_enhance.store.image_groups import ProductData, SliceData
+from xsa_enhance.store.integrity import StoreDamagedError
+from xsa_enhance.store.layout import (
+    RECORD_ATTR,
+    STORE_FORMAT,
+    VOLATILE_ROW_FIELDS,
+    group_record,
+    product_key,
+    slice_key,
+    utcnow,
 )
-from xsa_enhance.store.spatial import sky_columns, update_index
 
 __all__ = [
     "STORE_FORMAT",
@@ -58,137 +55,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Version of the store layout written into the root attributes.
-STORE_FORMAT: int = 1
-
-#: Group attribute holding the catalog row of the group (its *record*; ``repair`` rebuilds
-#: unreadable catalogs from these).
-RECORD_ATTR = "catalog_row"
-
-#: Row fields left out of the records: filled in at commit (``run_id``, ``created``) or kept
-#: as the group's own attributes (``harvest_time``, ``harvest_status`` of observations).
-VOLATILE_ROW_FIELDS = frozenset({"run_id", "created", "harvest_time", "harvest_status"})
-
-
-def _record(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    return _jsonable({k: v for k, v in dict(row).items() if k not in VOLATILE_ROW_FIELDS})
-
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def utcnow() -> str:
-    """Current UTC time as ISO 8601 with microseconds and a ``Z``."""
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def slice_key(expidstr: str, length_ks: int, index: int) -> str:
-    """Key of a slice inside its observation: ``<expid>_<length>ks_<index>``.
-
-    Parameters
-    ----------
-    expidstr : str
-        Exposure identifier (``S003``).
-    length_ks : int
-        Nominal slice exposure in ks.
-    index : int
-        Zero-based index of the slice among those of the same length.
-    """
-    return f"{expidstr}_{int(length_ks):03d}ks_{int(index):03d}"
-
-
-def product_key(model: str, clamp: str) -> str:
-    """Key of an enhanced product inside its slice: ``<model>__<clamp>`` (path-safe)."""
-    return f"{_SAFE.sub('_', model)}__{_SAFE.sub('_', clamp)}"
-
-
-def _chunking(shape: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Inner chunks and the single shard covering a whole image."""
-    inner = 64 if max(shape) <= 512 else 128
-    shard = tuple(int(np.ceil(s / inner) * inner) for s in shape)
-    return (inner, inner), shard  # type: ignore[return-value]
-
-
-@dataclass
-class SliceData:
-    """A slice image read back from the store."""
-
-    obsid: str
-    slice_id: str
-    counts: np.ndarray
-    exposure: np.ndarray
-    mask: np.ndarray
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ProductData:
-    """An enhanced product read back from the store.
-
-    ``uncertainty`` is the per-pixel 1-sigma of ``counts`` (float32, same grid and units), or
-    None for a product stored without one.
-    """
-
-    obsid: str
-    slice_id: str
-    key: str
-    counts: np.ndarray
-    mask: np.ndarray
-    attrs: dict[str, Any] = field(default_factory=dict)
-    uncertainty: np.ndarray | None = None
-
-
-def _jsonable(value: Any) -> Any:
-    """Convert numpy scalars/arrays and paths inside attributes to JSON types."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, (_dt.datetime, _dt.date)):
-        return value.isoformat()
-    return value
-
-
-
-def _checked_obsid(obsid: str) -> str:
-    """``obsid`` if it is ten digits, else ObservationError naming it (store group paths)."""
-    text = validate_obsid(obsid, source="product store")
-    if text != obsid:  # blanks around the id would give a different group name
-        raise ObservationError(repr(obsid)[:40], "not an XMM-Newton observation id (10 digits)")
-    return text
-
-
-def _checked_name(name: str, what: str, obsid: str) -> str:
-    """One group-name component: no '/', not empty, not '.' or '..'."""
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
-        raise ObservationError(str(obsid), f"invalid {what} {name!r} (not a single store group name)")
-    return name
-
-
-class _CheckedCatalog(Catalog):
-    """A catalog whose unreadable columns raise :class:`StoreDamagedError` naming the file."""
-
-    store_url: str = ""
-
-    def column(self, name: str) -> np.ndarray:  # noqa: D102 - see Catalog.column
-        try:
-            return super().column(name)
-        except Exception as exc:  # noqa: BLE001 - codec/shape errors of damaged chunks
-            where = f"{self.store_url.rstrip('/')}/{self.group.path}/{name}"
-            text = " ".join(str(exc).split())[:120]
-            raise StoreDamagedError(
-                where, f"catalog {self.name} column {name} is unreadable "
-                       f"({type(exc).__name__}: {text})") from exc
 
 
 class ProductStore:
@@ -267,11 +133,7 @@ class ProductStore:
                 present = set(self.root.keys())
             if present - {"catalogs", "obs"}:
                 raise InputFileError(self.url, "Zarr group exists but is not a product store")
-            cats = self.root.require_group("catalogs")
-            state = {}
-            for name in CATALOG_NAMES:
-                Catalog.create(cats, name, group_name=f"{name}.0")
-                state[name] = {"path": f"catalogs/{name}.0", "nrows": 0}
+            state = catalog_commits.create_catalogs(self.root)
             self.root.require_group("obs")
             # The store becomes a product store with this one write.
             self.root.attrs.update(
@@ -284,12 +146,10 @@ class ProductStore:
                 }
             )
 
+
     # ------------------------------------------------------------------ catalogs
     def _catalog_state(self) -> dict[str, dict[str, Any]]:
-        state = self.root.attrs.get("catalogs")
-        if not isinstance(state, Mapping):
-            raise InputFileError(self.url, "product store without catalog state")
-        return {k: dict(v) for k, v in state.items()}
+        return catalog_commits.catalog_state(self.root, self.url)
 
     def catalog(self, name: str) -> Catalog:
         """Return one catalog (``observations``, ``slices``, ``products``, ``runs``).
@@ -297,31 +157,7 @@ class ProductStore:
         The catalog shows the rows published when the store was opened or last committed
         through this handle.
         """
-        if name not in CATALOG_NAMES:
-            raise ValueError(f"unknown catalog {name!r}; expected one of {CATALOG_NAMES}")
-        entry = self._catalog_state().get(name)
-        if entry is None and name == "sources":
-            return self._missing_sources_catalog()
-        if entry is None:
-            raise InputFileError(self.url, f"catalog {name!r} missing")
-        try:
-            group = self.root[entry["path"]]
-        except KeyError as exc:
-            raise InputFileError(self.url, f"catalog group {entry['path']!r} missing") from exc
-        cat = _CheckedCatalog(group, name, int(entry["nrows"]))  # type: ignore[arg-type]
-        cat.store_url = self.url
-        return cat
-
-    def _missing_sources_catalog(self) -> Catalog:
-        """The ``sources`` catalog of a store written before it existed: created (empty) on
-        a writable store, an empty in-memory one on a read-only store."""
-        if self.mode == "r":
-            return Catalog.create(zarr.group(store=zarr.storage.MemoryStore()), "sources")
-        Catalog.create(self.root.require_group("catalogs"), "sources", group_name="sources.0")
-        state = self._catalog_state()
-        state["sources"] = {"path": "catalogs/sources.0", "nrows": 0}
-        self.root.attrs["catalogs"] = state
-        return self.catalog("sources")
+        return catalog_commits.open_catalog(self.root, self.url, name, writable=self.mode != "r")
 
     def commit(
         self, rows: Mapping[str, Sequence[Mapping[str, Any]]], *, run_id: str
@@ -348,53 +184,7 @@ class ProductStore:
         """
         if self.mode == "r":
             raise InputFileError(self.url, "store opened read-only")
-        state = self._catalog_state()
-        added: dict[str, int] = {}
-        now = utcnow()
-        for name in CATALOG_NAMES:
-            batch = list(rows.get(name) or [])
-            if not batch:
-                continue
-            cat = self.catalog(name)
-            state.setdefault(name, self._catalog_state()[name])  # created for an old store
-            seen = cat.keys()
-            fresh: list[dict[str, Any]] = []
-            for row in batch:
-                row = dict(row)
-                if name != "runs":
-                    row.setdefault("run_id", run_id)
-                    row.setdefault("created", now)
-                cat.check_rows([row])
-                if cat.key:
-                    key = tuple(str(row[k]) for k in cat.key)
-                    if key in seen:
-                        logger.debug("catalog %s: row %s already published", name, key)
-                        continue
-                    seen.add(key)
-                fresh.append(row)
-            if not fresh:
-                continue
-            rows_before = cat.nrows
-            state[name]["nrows"] = cat.write_rows(fresh)
-            update_catalog_digests(cat.group, state[name], rows_before)
-            added[name] = len(fresh)
-        if added:
-            self.root.attrs["catalogs"] = state
-            self._update_sky_indexes(added)
-        return added
-
-    def _update_sky_indexes(self, names: Sequence[str]) -> None:
-        """Extend the spatial index of the sky catalogs among ``names`` to their published
-        rows (after publishing: see :mod:`xsa_enhance.store.spatial`). A failure only costs
-        speed (queries scan the rows left unindexed), so it is logged, not raised."""
-        for name in names:
-            if sky_columns(name) is None:
-                continue
-            try:
-                update_index(self.catalog(name))
-            except (OSError, ValueError, KeyError) as exc:
-                logger.warning("catalog %s: spatial index not updated (%s); queries scan the "
-                               "new rows until the next commit", name, exc)
+        return catalog_commits.commit_rows(self.root, self.url, rows, run_id=run_id)
 
     def remove_observations(self, obsids: Sequence[str]) -> int:
         """Remove observations: their catalog rows (not the runs log) and their groups.
@@ -409,49 +199,17 @@ class ProductStore:
         int
             Catalog rows removed.
         """
-        drop = {str(o) for o in obsids}
-        if not drop:
-            return 0
-        state = self._catalog_state()
-        old_paths = []
-        removed = 0
-        cats = self.root["catalogs"]
-        for name in ("observations", "slices", "products", "sources"):
-            if name not in state:
-                continue
-            cat = self.catalog(name)
-            table = cat.read()
-            keep = ~np.isin(np.asarray(table["obsid"], dtype=str), list(drop))
-            n_drop = int((~keep).sum())
-            if n_drop == 0:
-                continue
-            removed += n_drop
-            gen = int(state[name]["path"].rsplit(".", 1)[-1]) + 1
-            new = Catalog.create(cats, name, group_name=f"{name}.{gen}")  # type: ignore[arg-type]
-            kept = rows_from_table(table[keep])
-            new.nrows = 0
-            n = new.write_rows(kept) if kept else 0
-            old_paths.append(state[name]["path"])
-            state[name] = {"path": f"catalogs/{name}.{gen}", "nrows": n}
-            update_catalog_digests(new.group, state[name], 0)
-        self.root.attrs["catalogs"] = state
-        self._update_sky_indexes(list(state))  # the new generations start without an index
-        for path in old_paths:
-            self.delete(path)
-        for obsid in sorted(drop):
-            self.delete(self.observation_path(obsid))
-        return removed
+        return catalog_commits.remove_observation_rows(self.root, self.url, obsids)
 
+    # ------------------------------------------------------------------ run log
     @property
     def run_log(self) -> list[dict[str, Any]]:
         """Run-level records kept in the root attributes (one per run)."""
-        return list(self.root.attrs.get("runs", []))
+        return run_log.run_log(self.root)
 
     def record_run(self, record: Mapping[str, Any]) -> None:
         """Add or replace (by ``run_id``) a run-level record (driver only)."""
-        runs = [r for r in self.run_log if r.get("run_id") != record.get("run_id")]
-        runs.append(_jsonable(dict(record)))
-        self.root.attrs["runs"] = runs
+        run_log.record_run(self.root, record)
 
     def mark_interrupted_runs(self, *, except_run: str) -> list[str]:
         """Mark runs still logged ``running`` (other than ``except_run``) as ``interrupted``.
@@ -459,61 +217,19 @@ class ProductStore:
         Only the holder of the writer lease may call this: no other run can be alive then,
         so a ``running`` record is what a killed run left. Returns their run ids.
         """
-        runs = self.run_log
-        stale = [r for r in runs
-                 if r.get("status") == "running" and r.get("run_id") != except_run]
-        if not stale:
-            return []
-        now = utcnow()
-        for r in stale:
-            r["status"] = "interrupted"
-            r.setdefault("finished", "")
-            r["interrupted_noticed"] = now
-            logger.warning("run %s (started %s) was killed: marked interrupted",
-                           r.get("run_id"), r.get("started"))
-        self.root.attrs["runs"] = _jsonable(runs)
-        return [str(r.get("run_id")) for r in stale]
+        return run_log.mark_interrupted_runs(self.root, except_run=except_run)
 
     def last_successful_run(self) -> dict[str, Any] | None:
         """The latest run that finished (status ``finished``), or ``None``."""
-        done = [r for r in self.run_log if r.get("status") == "finished"]
-        if not done:
-            return None
-        return max(done, key=lambda r: str(r.get("started", "")))
+        return run_log.last_successful_run(self.root)
 
     # ------------------------------------------------------------------ paths
-    # Every method taking an observation id builds its group path through these, so an id
-    # that is not ten digits ('a/b', '/abs', '..') is refused with ObservationError before
-    # anything is created, deleted or read.
-    @staticmethod
-    def observation_path(obsid: str) -> str:
-        """Group path of an observation.
-
-        Raises
-        ------
-        ObservationError
-            When ``obsid`` is not an XMM-Newton observation id (ten digits).
-        """
-        return f"obs/{_checked_obsid(obsid)}"
-
-    @staticmethod
-    def input_path(obsid: str, slice_id: str) -> str:
-        """Group path of a slice input image (``obsid`` and ``slice_id`` validated)."""
-        return f"obs/{_checked_obsid(obsid)}/{_checked_name(slice_id, 'slice id', obsid)}/input"
-
-    @staticmethod
-    def product_path(obsid: str, slice_id: str, model: str, clamp: str) -> str:
-        """Group path of an enhanced product (``obsid`` and ``slice_id`` validated)."""
-        key = _checked_name(product_key(model, clamp), "product key", obsid)
-        return (f"obs/{_checked_obsid(obsid)}/{_checked_name(slice_id, 'slice id', obsid)}"
-                f"/products/{key}")
+    observation_path = staticmethod(layout.observation_path)
+    input_path = staticmethod(layout.input_path)
+    product_path = staticmethod(layout.product_path)
 
     def _group(self, path: str) -> zarr.Group | None:
-        try:
-            node = self.root[path]
-        except KeyError:
-            return None
-        return node if isinstance(node, zarr.Group) else None
+        return layout.find_group(self.root, path)
 
     def exists(self, path: str) -> bool:
         """Whether a group exists at ``path``."""
@@ -521,22 +237,11 @@ class ProductStore:
 
     def is_complete(self, path: str) -> bool:
         """Whether the group at ``path`` exists and was marked complete."""
-        group = self._group(path)
-        return bool(group is not None and group.attrs.get("complete", False))
-
-    def _product_whole(self, path: str) -> bool:
-        """A complete product group with every array its attributes announce."""
-        group = self._group(path)
-        if group is None or not group.attrs.get("complete", False):
-            return False
-        return not group.attrs.get("uncertainty", False) or "uncertainty" in group
+        return image_groups.is_complete(self.root, path)
 
     def delete(self, path: str) -> None:
         """Remove the group at ``path`` and everything below it (no error when absent)."""
-        parent, _, name = path.rpartition("/")
-        group = self._group(parent) if parent else self.root
-        if group is not None and name in group:
-            del group[name]
+        if layout.delete_group(self.root, path):
             logger.debug("deleted %s from %s", path, self.url)
 
     # ------------------------------------------------------------------ writing
@@ -554,7 +259,7 @@ class ProductStore:
         obsid = path.rpartition("/")[2]
         self.delete(path)
         obs = self.root.require_group("obs")
-        meta = dict(_jsonable(dict(attrs)))
+        meta = dict(layout.jsonable(dict(attrs)))
         meta["complete"] = False
         return obs.create_group(obsid, attributes=dict(meta))
 
@@ -569,47 +274,8 @@ class ProductStore:
             raise KeyError(f"observation {obsid} has no group in {self.url}")
         update: dict[str, Any] = {"complete": True}
         if record is not None:
-            update[RECORD_ATTR] = _record(record)
+            update[RECORD_ATTR] = group_record(record)
         group.attrs.update(update)
-
-    def _write_image_group(
-        self,
-        path: str,
-        arrays: Mapping[str, np.ndarray],
-        attrs: Mapping[str, Any],
-        *,
-        dims: tuple[str, str],
-        record: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.delete(path)
-        meta = dict(_jsonable(dict(attrs)))
-        meta["complete"] = False
-        meta.setdefault("software_version", __version__)
-        # zarr keeps a reference to the dict it is given: always hand it copies.
-        group = self.root.create_group(path, attributes=dict(meta))
-        checksums: dict[str, Any] = {}
-        for name, data in arrays.items():
-            data = np.asarray(data)
-            chunks, shards = _chunking(data.shape)  # type: ignore[arg-type]
-            fill = False if data.dtype == bool else 0
-            arr = group.create_array(
-                name,
-                shape=data.shape,
-                chunks=chunks,
-                shards=shards,
-                dtype=data.dtype,
-                fill_value=fill,
-                dimension_names=list(dims),
-                compressors=zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"),
-            )
-            arr[...] = data
-            checksums[name] = array_checksum(arr, data)
-        meta["checksums"] = checksums
-        if record is not None:
-            meta[RECORD_ATTR] = _record(record)
-        meta["complete"] = True
-        meta["written"] = utcnow()
-        group.attrs.put(dict(meta))
 
     def write_slice_input(
         self,
@@ -636,7 +302,8 @@ class ProductStore:
         exposure = np.where(mask, np.float32(exposure_s), np.float32(0)).astype(np.float32)
         meta = dict(attrs)
         meta.update({"obsid": obsid, "slice_id": slice_id, "exposure_s": float(exposure_s)})
-        self._write_image_group(
+        image_groups.write_image_group(
+            self.root,
             path,
             {"counts": counts.astype(np.int32), "exposure": exposure, "mask": mask},
             meta,
@@ -679,31 +346,13 @@ class ProductStore:
                                  "in shape")
             arrays["uncertainty"] = sigma
         meta["uncertainty"] = uncertainty is not None
-        self._write_image_group(path, arrays, meta, dims=("dety", "detx"), record=record)
+        image_groups.write_image_group(self.root, path, arrays, meta, dims=("dety", "detx"), record=record)
         return path
 
     # ------------------------------------------------------------------ reading
     def _read_checked(self, group: zarr.Group, name: str, path: str) -> np.ndarray:
-        """Read a whole array and compare it with its recorded checksum.
-
-        Raises
-        ------
-        StoreDamagedError
-            The array does not decode (a truncated chunk) or differs from its checksum (a
-            deleted chunk reads as fill values): names the group, suggests ``repair``.
-        """
-        where = f"{self.url.rstrip('/')}/{path}/{name}"
-        try:
-            data = np.asarray(group[name][...])
-        except Exception as exc:  # noqa: BLE001 - codec / shard index / metadata errors
-            text = " ".join(str(exc).split())[:120]
-            raise StoreDamagedError(where, f"array unreadable ({type(exc).__name__}: "
-                                           f"{text})") from exc
-        want = (group.attrs.get("checksums") or {}).get(name)
-        if isinstance(want, Mapping) and values_digest(data) != want.get("sha256"):
-            raise StoreDamagedError(where, "array differs from its checksum (a chunk is "
-                                           "missing or altered)")
-        return data
+        """Read a whole array against its checksum (see :func:`image_groups.read_checked`)."""
+        return image_groups.read_checked(group, name, f"{self.url.rstrip('/')}/{path}/{name}")
 
     def observation_attrs(self, obsid: str) -> dict[str, Any]:
         """Attributes of an observation group."""
@@ -776,45 +425,22 @@ class ProductStore:
         list of str
             Group paths, parents before children.
         """
-        obs_keys = {k[0] for k in self.catalog("observations").keys()}
-        slice_keys = self.catalog("slices").keys()
-        prod_paths = set(self.catalog("products").column("store_path").tolist())
-        orphans: list[str] = []
-        for obsid in self.list_observations():
-            opath = self.observation_path(obsid)
-            if obsid not in obs_keys or not self.is_complete(opath):
-                orphans.append(opath)
-                continue
-            for sid in self.list_slices(obsid):
-                if (obsid, sid) not in slice_keys:
-                    orphans.append(f"{opath}/{sid}")
-                    continue
-                for key in self.list_products(obsid, sid):
-                    ppath = f"{opath}/{sid}/products/{key}"
-                    if ppath not in prod_paths or not self._product_whole(ppath):
-                        orphans.append(ppath)
-        return orphans
+        return orphans.find_orphans(self)
 
     def stray_catalog_groups(self) -> list[str]:
         """Catalog groups no longer (or not yet) referenced by the root attributes."""
-        live = {v["path"] for v in self._catalog_state().values()}
-        cats = self._group("catalogs")
-        if cats is None:
-            return []
-        return sorted(
-            f"catalogs/{k}" for k in cats.group_keys() if f"catalogs/{k}" not in live
-        )
+        return orphans.stray_catalog_groups(self)
 
     def clean_orphans(self) -> list[str]:
         """Delete what :meth:`find_orphans` and :meth:`stray_catalog_groups` report.
 
         Driver only, before a run starts.
         """
-        orphans = self.stray_catalog_groups() + self.find_orphans()
-        for path in orphans:
+        found = self.stray_catalog_groups() + self.find_orphans()
+        for path in found:
             logger.info("removing orphan %s (left by an interrupted run)", path)
             self.delete(path)
-        return orphans
+        return found
 
     # ------------------------------------------------------------------ metadata
     def consolidate(self) -> None:
