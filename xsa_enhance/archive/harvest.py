@@ -24,6 +24,7 @@ from astroquery.exceptions import LoginError
 
 from xsa_enhance.archive.client import NoResults, UnexpectedReply, XsaClient, scrub
 from xsa_enhance.archive.config import ArchiveConfig, Credentials, load_credentials, validate_obsid
+from xsa_enhance.archive.retry import call_with_retries
 from xsa_enhance.errors import InputFileError, ObservationError
 
 __all__ = [
@@ -320,28 +321,31 @@ def _describe(exc: BaseException, product: str, creds: Credentials | None) -> st
 def _download_with_retries(client: XsaClient, obsid: str, product: str, work: Path, *,
                            config: ArchiveConfig, creds: Credentials | None,
                            exposure_id: str | None) -> tuple[list[Path], int]:
-    attempts = 0
-    for attempt in range(config.retries + 1):
-        attempts += 1
+    def attempt() -> list[Path]:
         try:
             files = _fetch(client, obsid, product, work, prop=creds is not None,
                            exposure_id=exposure_id)
             for f in files:
                 verify_product(f, obsid=obsid, product=product)
-            return files, attempts
-        except Exception as exc:  # noqa: BLE001 - classified here
+            return files
+        except Exception:
             for f in work.glob(f"P{obsid}*{product}*"):
                 f.unlink(missing_ok=True)
-            reason = scrub(_describe(exc, product, creds), creds)
-            if not _transient(exc) or attempt == config.retries:
-                raise ObservationError(
-                    obsid, reason + (f" (after {attempts} attempts)" if attempts > 1 else "")
-                ) from None
-            wait = min(config.backoff * 2**attempt, config.backoff_max)
-            logger.warning("%s: %s; retry %d/%d in %.2f s", obsid, reason, attempt + 1,
-                           config.retries, wait)
-            time.sleep(wait)
-    raise AssertionError("unreachable")  # pragma: no cover
+            raise
+
+    def reason(exc: BaseException) -> str:
+        return scrub(_describe(exc, product, creds), creds)
+
+    def give_up(exc: BaseException, attempts: int, exhausted: bool) -> ObservationError:
+        return ObservationError(
+            obsid, reason(exc) + (f" (after {attempts} attempts)" if attempts > 1 else ""))
+
+    def announce(exc: BaseException, attempt: int, wait: float) -> None:
+        logger.warning("%s: %s; retry %d/%d in %.2f s", obsid, reason(exc), attempt + 1,
+                       config.retries, wait)
+
+    return call_with_retries(attempt, config=config, transient=_transient, give_up=give_up,
+                             announce=announce)
 
 
 def _choose_exposure(files: Sequence[Path], wanted: str | None) -> str:
