@@ -231,6 +231,8 @@ def structure_problem(hdul: Any, product: str, *, columns: Iterable[str] | None 
     if product in EVENT_PRODUCTS:
         if "EVENTS" not in names:
             return "no EVENTS extension (not an event list)"
+        if not hasattr(hdul["EVENTS"], "columns"):
+            return "EVENTS is not a binary table"
         have = {c.upper() for c in hdul["EVENTS"].columns.names}
         need = REQUIRED_EVENT_COLUMNS if columns is None else tuple(columns)
         missing = [c for c in need if c.upper() not in have]
@@ -241,6 +243,8 @@ def structure_problem(hdul: Any, product: str, *, columns: Iterable[str] | None 
     elif product == "FBKTSR":
         if "RATE" not in names:
             return "no RATE extension"
+        if not hasattr(hdul["RATE"], "columns"):
+            return "RATE is not a binary table"
         have = {c.upper() for c in hdul["RATE"].columns.names}
         if not {"TIME", "RATE"} <= have:
             return "RATE lacks TIME or RATE columns"
