@@ -85,8 +85,8 @@ def write_event_list(
     path : str or path-like
         Output; gzip-compressed when ``compress`` is True or the name ends in ``.FTZ``/``.gz``.
     events : mapping
-        Column name -> values. Known columns get their PPS formats; missing ones are not
-        written (so tests can build files lacking a column).
+        Column name -> values. Known columns get their PPS formats (no units or limits);
+        missing ones are not written (so tests can build files lacking a column).
     ccd_gtis : mapping of CCD number to (n, 2) intervals, or one (n, 2) list for CCDs 1-12
         The ``STDGTInn`` tables; ``None`` writes none.
     header : mapping, optional
@@ -101,7 +101,8 @@ def write_event_list(
     if ccd_gtis is not None and not isinstance(ccd_gtis, Mapping):
         ccd_gtis = {c: ccd_gtis for c in range(1, 13)}
     return write_event_file(path, events, header=event_header() if header is None else header,
-                            gtis=ccd_gtis, compress=compress)
+                            gtis=ccd_gtis, gti_keywords=lambda ccd: {"CCDID": ccd},
+                            describe_columns=False, compress=compress)
 
 
 def write_fbktsr(

@@ -22,7 +22,7 @@ import io
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ __all__ = [
     "REQUIRED_EVENT_COLUMNS",
     "LIGHTCURVE_COLUMNS",
     "gti_extension_name",
+    "gti_header",
     "is_gti_extension",
     "structure_problem",
     "write_event_file",
@@ -256,6 +257,35 @@ def _card_value(card: Any) -> Any:
     return card[0] if isinstance(card, tuple) else card
 
 
+def gti_header(ccd: int, header: Mapping[str, Any]) -> dict[str, Any]:
+    """Keywords of the ``STDGTInn`` table of CCD ``ccd`` in an event list with ``header``.
+
+    Parameters
+    ----------
+    ccd : int
+        CCD number, 1-12.
+    header : mapping
+        The event list's keywords; its ``TSTART``, ``TSTOP``, ``TIMESYS`` and ``MJDREF`` are
+        repeated (values only).
+
+    Returns
+    -------
+    dict
+        ``CCDID`` (0-based), ``CCDNR``, ``HDUCLASn`` of a standard GTI, the time keywords.
+    """
+    out: dict[str, Any] = {
+        "CCDID": (ccd - 1, "CCD number (0-based)"),
+        "CCDNR": (ccd, "CCD number"),
+        "HDUCLASS": "OGIP",
+        "HDUCLAS1": "GTI",
+        "HDUCLAS2": "STANDARD",
+    }
+    for k in ("TSTART", "TSTOP", "TIMESYS", "MJDREF"):
+        if k in header:
+            out[k] = _card_value(header[k])
+    return out
+
+
 def _write(hdus: list, path: Path, *, compress: bool | None, gzip_level: int) -> Path:
     """Write an HDU list, gzipped (``mtime`` 0) when asked or when the name ends in .FTZ/.gz."""
     from astropy.io import fits
@@ -278,6 +308,8 @@ def write_event_file(
     header: Mapping[str, Any],
     events_header: Mapping[str, Any] | None = None,
     gtis: Mapping[int, Sequence | np.ndarray] | None = None,
+    gti_keywords: Callable[[int], Mapping[str, Any]] | None = None,
+    describe_columns: bool = True,
     compress: bool | None = None,
     gzip_level: int = 1,
 ) -> Path:
@@ -289,16 +321,19 @@ def write_event_file(
         Output; gzipped when ``compress`` is True, or by default when it ends in .FTZ/.gz.
     events : mapping
         ``EVENTS`` column name -> values, in file order. Columns of :data:`EVENT_COLUMNS` get
-        their format, unit, ``TNULL`` and ``TLMIN``/``TLMAX``; others are written as ``D``.
-        Columns left out are not written.
+        their format (and, with ``describe_columns``, unit, ``TNULL`` and
+        ``TLMIN``/``TLMAX``); others are written as ``D``. Columns left out are not written.
     header : mapping
         Keywords of the primary and ``EVENTS`` headers: ``value`` or ``(value, comment)``.
-        ``TSTART``, ``TSTOP``, ``TIMESYS`` and ``MJDREF``, when present, are repeated in the
-        GTI tables.
     events_header : mapping, optional
         Further ``EVENTS`` keywords (sky WCS, ``HDUCLASn``).
     gtis : mapping of CCD number to (n, 2) intervals, optional
         The ``STDGTInn`` tables (START, STOP in s); none when omitted.
+    gti_keywords : callable, optional
+        CCD number -> keywords of its GTI table (default :func:`gti_header` of ``header``).
+    describe_columns : bool
+        Write the units, null values and limits of the known columns (False: formats only,
+        as in small hand-made files).
     compress : bool, optional
         Force gzip on or off.
     gzip_level : int
@@ -314,11 +349,13 @@ def write_event_file(
     cols = []
     for name, values in events.items():
         spec = known.get(name.upper(), EventColumn(name.upper(), "D"))
+        if not describe_columns:
+            spec = EventColumn(spec.name, spec.format)
         cols.append(fits.Column(spec.name, spec.format, unit=spec.unit, null=spec.null,
                                 array=np.asarray(values, dtype=_DTYPES[spec.format])))
     ev = fits.BinTableHDU.from_columns(cols, name="EVENTS")
     for i, c in enumerate(cols, start=1):
-        limits = known[c.name].limits if c.name in known else None
+        limits = known[c.name].limits if c.name in known and describe_columns else None
         if limits is not None:
             ev.header[f"TLMIN{i}"], ev.header[f"TLMAX{i}"] = limits
     primary = fits.PrimaryHDU()
@@ -335,14 +372,9 @@ def write_event_file(
              fits.Column("STOP", "D", unit="s", array=g[:, 1])],
             name=gti_extension_name(ccd),
         )
-        gh.header["CCDID"] = (ccd - 1, "CCD number (0-based)")
-        gh.header["CCDNR"] = (ccd, "CCD number")
-        gh.header["HDUCLASS"] = "OGIP"
-        gh.header["HDUCLAS1"] = "GTI"
-        gh.header["HDUCLAS2"] = "STANDARD"
-        for k in ("TSTART", "TSTOP", "TIMESYS", "MJDREF"):
-            if k in header:
-                gh.header[k] = _card_value(header[k])
+        keywords = gti_header(ccd, header) if gti_keywords is None else gti_keywords(ccd)
+        for k, v in keywords.items():
+            gh.header[k] = v
         hdus.append(gh)
     return _write(hdus, Path(path), compress=compress, gzip_level=gzip_level)
 
