@@ -251,3 +251,21 @@ def test_extended_field_judges_knots_by_the_deep_image():
     # without extended sources only the point-source match counts
     real_plain, _ = true_detections(tab, plain)
     assert not real_plain.any()
+
+
+def test_a_source_split_in_two_detections_counts_once():
+    from xsa_enhance.detect.validate import duplicate_detections, match_sources
+
+    # two detections 1.5 px from one true source, a third on a second source, a fourth on
+    # nothing: only one of the pair is a true detection
+    tab = Table({"X": [11.0, 12.5, 41.0, 81.0], "Y": [11.0, 11.0, 41.0, 81.0]})
+    true_x, true_y = np.array([10.2, 40.0]), np.array([10.0, 40.0])  # 0-based
+    real, found = match_sources(tab, true_x, true_y)
+    assert list(real) == [True, False, True, False] and list(found) == [True, True]
+    # two true sources 2 px apart, each detected: both detections are true
+    tab2 = Table({"X": [11.0, 13.0], "Y": [11.0, 11.0]})
+    real2, found2 = match_sources(tab2, np.array([10.0, 12.0]), np.array([10.0, 10.0]))
+    assert list(real2) == [True, True] and found2.all()
+    # the duplicate of a more significant detection (earlier in table order)
+    assert list(duplicate_detections(np.array([10.0, 11.5, 30.0]),
+                                     np.array([10.0, 10.0, 10.0]))) == [False, True, False]

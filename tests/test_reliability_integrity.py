@@ -276,7 +276,7 @@ def _race(tmp_path: Path, pipeline: Path, *extra: str) -> list[subprocess.Comple
     return out
 
 
-@pytest.mark.parametrize("wait", [False, True])
+@pytest.mark.parametrize("wait", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_two_runs_started_together(wait, archive, models, reference, tmp_path):
     import yaml
 

@@ -162,7 +162,7 @@ def _trial(seed: int, archive, models, reference, tmp_path: Path) -> list[dict]:
     return states
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_random_sigkill_then_resume_equals_uninterrupted(seed, archive, models, reference, tmp_path):
     states = _trial(seed, archive, models, reference, tmp_path)
     assert len(states) == 1 + seed % 2

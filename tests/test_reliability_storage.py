@@ -103,7 +103,7 @@ def _run_expecting_storage_failure(doc) -> str:
     return "; ".join(reasons)
 
 
-@pytest.mark.parametrize("fraction", [0.5, 0.9])
+@pytest.mark.parametrize("fraction", [0.5, pytest.param(0.9, marks=pytest.mark.slow)])
 def test_enospc_at_a_point_of_the_run_then_rerun_equals_undisturbed(fraction, archive, models,
                                                                      reference, tmp_path):
     ref_url, n_writes, ref_snap = reference

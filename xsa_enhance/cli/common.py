@@ -1,4 +1,7 @@
-"""Helpers shared by the CLI commands: logging set-up, user errors, progress."""
+"""Helpers shared by the CLI commands: user errors, progress, cone options.
+
+Logging set-up is :func:`xsa_enhance.logsetup.configure_logging`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import TypeVar
 
 import click
 
-__all__ = ["UserError", "configure_logging", "progress", "cone_degrees", "CONE_HELP"]
+__all__ = ["UserError", "progress", "cone_degrees", "CONE_HELP"]
 
 #: Help text of the ``--cone RA DEC RADIUS`` options.
 CONE_HELP = ("Pointings within RADIUS of RA, DEC: degrees (161.265 -59.685 0.5) or sexagesimal "
@@ -25,33 +28,6 @@ class UserError(click.ClickException):
 
     def show(self, file=None) -> None:  # noqa: D102 - click API
         click.echo(f"error: {self.format_message()}", err=True, file=file)
-
-
-def configure_logging(level: str | int = "WARNING") -> None:
-    """Configure the root logger for command-line use.
-
-    Parameters
-    ----------
-    level : str or int
-        Logging level name (``"INFO"``) or number.
-    """
-    if isinstance(level, str):
-        level = getattr(logging, level.upper(), None)
-        if not isinstance(level, int):
-            raise UserError(f"unknown log level {level!r}")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-    )
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level)
-    # Dask's own INFO lines (and the tracebacks it logs at INFO when a cluster shuts down)
-    # drown the pipeline's progress; show them only with -vv / --log-level DEBUG.
-    for noisy in ("distributed", "tornado"):
-        logging.getLogger(noisy).setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))
 
 
 def progress(items: Iterable[T], *, total: int | None = None, desc: str = "") -> Iterator[T]:

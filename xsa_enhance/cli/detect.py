@@ -65,7 +65,7 @@ def detect_cmd(image: str, model_name: str | None, clamp: str | None,
                overwrite: bool) -> None:
     """Detect sources on IMAGE (a counts FITS with EXPOSURE) or, with --model, on its
     enhanced image, and measure each on IMAGE's own counts (docs/sources.md)."""
-    from xsa_enhance.cli.models import read_counts_fits
+    from xsa_enhance.formats.enhanced_fits import read_counts_fits
     from xsa_enhance.detect.find import config_for_mode, detect_sources, image_sky_wcs
 
     if Path(out).exists() and not overwrite:
@@ -127,6 +127,10 @@ def detect_cmd(image: str, model_name: str | None, clamp: str | None,
 @click.option("--fields", "n_fields", type=click.IntRange(min=1), default=8, show_default=True,
               help="Simulated fields (60 point sources each).")
 @click.option("--seed", type=int, default=1000, show_default=True)
+@click.option("--extended", "n_extended", type=click.IntRange(min=0), default=1,
+              show_default=True,
+              help="Extended sources per simulated field; detections on them are judged by an "
+                   "independent deep image, as on real data.")
 @click.option("--no-simulation", is_flag=True, help="Real observations only.")
 @click.option("--sweep", is_flag=True,
               help="Also sweep smoothing and thresholds on 6 simulated fields and print the "
@@ -135,8 +139,8 @@ def detect_cmd(image: str, model_name: str | None, clamp: str | None,
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for sources_eval.{md,json} and sources_completeness.png.")
 def detect_eval_cmd(real_dir: str | None, obsids: tuple[str, ...], clamps: tuple[str, ...],
-                    n_fields: int, seed: int, no_simulation: bool, sweep: bool,
-                    out_dir: str) -> None:
+                    n_fields: int, seed: int, n_extended: int, no_simulation: bool,
+                    sweep: bool, out_dir: str) -> None:
     """Completeness and purity of source detection: simulated fields with known sources
     (input, DN and SR detection) and, with --real, purity against the deep image."""
     from xsa_enhance.detect.validate import default_modes, detect_eval, sweep_thresholds
@@ -145,14 +149,16 @@ def detect_eval_cmd(real_dir: str | None, obsids: tuple[str, ...], clamps: tuple
         raise UserError("--no-simulation needs --real DIR")
     clamps = clamps or ("constant",)
     if sweep:
-        res = sweep_thresholds(default_modes(clamps), n_fields=min(n_fields, 6), seed=seed)
+        res = sweep_thresholds(default_modes(clamps), n_fields=min(n_fields, 6), seed=seed,
+                               n_extended=n_extended)
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "sources_sweep.json").write_text(json.dumps(res, indent=1) + "\n")
         for label, r in res.items():
             click.echo(f"sweep {label}: chosen (smooth_px, SIGNIF, DET_SIGNIF, detected, true, "
                        f"purity, sources found) = {r['chosen']}")
     result = detect_eval(out_dir, real_dir=real_dir, clamps=clamps, n_fields=n_fields,
-                         seed=seed, obsids=list(obsids) or None, simulate=not no_simulation)
+                         seed=seed, obsids=list(obsids) or None, simulate=not no_simulation,
+                         n_extended=n_extended)
     if result["simulated"]:
         for label, r in result["simulated"]["modes"].items():
             click.echo(f"simulated {label}: purity {r['purity']:.3f}, completeness "

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from xsa_enhance._version import __version__
-from xsa_enhance.cli.common import UserError, configure_logging
+from xsa_enhance.cli.common import UserError
 from xsa_enhance.errors import XsaError
+from xsa_enhance.logsetup import configure_logging
 
 __all__ = ["main"]
 
@@ -57,6 +58,7 @@ from xsa_enhance.cli.training import (  # noqa: E402
     evaluate_cmd,
     flux_test_cmd,
     psf_test_cmd,
+    ship_models_cmd,
     train_cmd,
 )
 
@@ -64,6 +66,7 @@ main.add_command(train_cmd)
 main.add_command(evaluate_cmd)
 main.add_command(psf_test_cmd)
 main.add_command(flux_test_cmd)
+main.add_command(ship_models_cmd)
 from xsa_enhance.cli.archive import archive_group, harvest_cmd  # noqa: E402
 
 main.add_command(archive_group)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -13,24 +12,15 @@ __all__ = ["pointing_wcs", "detect_rows"]
 
 
 def pointing_wcs(ra_pnt: Any, dec_pnt: Any, pa_pnt: Any, shape: tuple[int, int]) -> Any:
-    """The approximate sky WCS of a standard 1x DET image (as ``xsa-enhance export`` writes
-    it, :func:`xsa_enhance.store.export.sky_wcs_header`), or None without a pointing."""
-    from astropy.io import fits
-    from astropy.wcs import WCS
-
+    """The sky WCS of a standard 1x DET image about the pointing (as ``xsa-enhance export``
+    writes it, :func:`xsa_enhance.formats.skywcs.sky_wcs`), or None without a pointing."""
+    from xsa_enhance.formats.skywcs import projection_centre, sky_wcs
     from xsa_enhance.instrument.grid import GRID_1X
-    from xsa_enhance.store.export import sky_wcs_header
 
-    try:
-        ra, dec, pa = float(ra_pnt), float(dec_pnt), float(pa_pnt)
-    except (TypeError, ValueError):
+    centre = projection_centre({"RA_PNT": ra_pnt, "DEC_PNT": dec_pnt, "PA_PNT": pa_pnt})
+    if tuple(shape) != GRID_1X.shape or centre is None:
         return None
-    if tuple(shape) != GRID_1X.shape or not all(math.isfinite(v) for v in (ra, dec, pa)):
-        return None
-    hdr = fits.Header()
-    for k, v in sky_wcs_header(GRID_1X, ra_pnt=ra, dec_pnt=dec, pa_pnt=pa).items():
-        hdr[k] = v
-    return WCS(hdr, key=" ").celestial
+    return sky_wcs(GRID_1X, ra=centre[0], dec=centre[1], pa=centre[2])
 
 
 def detect_rows(counts: np.ndarray, exposure_s: float, mask: np.ndarray, *,

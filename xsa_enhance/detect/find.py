@@ -59,14 +59,17 @@ FLAG_EXTENDED: int = 8
 
 #: Defaults per detection mode: ``input`` (no model), ``dn`` and ``sr`` (detection on the
 #: model's output): ``min_signif``, ``min_det_signif`` and the smoothing of the peak search.
-#: Chosen on simulated fields, not on real data: per mode the setting that finds the most
-#: simulated sources among those with purity >= 0.99 on 6 fields, each with 60 point sources
-#: and one extended source judged by an independent deep image as real data are
-#: (``xsa-enhance detect-eval --sweep``, docs/sources.md; constant-clamp models).
+#: Chosen on simulated fields, not on real data: 1.5 px (6") smoothing for every mode, and per
+#: mode the thresholds that find the most simulated sources among those with purity >= 0.99
+#: on 6 fields, each with 60 point sources and one extended source judged by an independent
+#: deep image as real data are, a source split into two detections counting one true and one
+#: false detection (``xsa-enhance detect-eval --sweep``, docs/sources.md; constant-clamp
+#: models). 1.5 px was the best smoothing for input and DN and within 4 of 181 sources of the
+#: best (2 px) for SR.
 DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
-    "input": {"min_signif": 5.0, "min_det_signif": 0.0, "smooth_px": 0.0},
-    "dn": {"min_signif": 4.5, "min_det_signif": 2.0, "smooth_px": 0.0},
-    "sr": {"min_signif": 5.0, "min_det_signif": 2.0, "smooth_px": 0.0},
+    "input": {"min_signif": 5.0, "min_det_signif": 0.0, "smooth_px": 1.5},
+    "dn": {"min_signif": 4.0, "min_det_signif": 3.0, "smooth_px": 1.5},
+    "sr": {"min_signif": 4.0, "min_det_signif": 8.0, "smooth_px": 1.5},
 }
 
 #: Columns of a source table: name, unit, description.
@@ -435,7 +438,7 @@ def image_sky_wcs(header: Any, shape: tuple[int, int]) -> tuple[Any, str]:
     The header's own sky WCS (primary or any alternate ``A``-``Z`` with RA/DEC axes) when it
     has one; otherwise, for an image on the standard DET grid with ``REFXCRVL``/
     ``REFYCRVL`` (or ``RA_PNT``/``DEC_PNT``) and ``PA_PNT``, the approximate one that
-    ``xsa-enhance image`` writes (:func:`xsa_enhance.events.fitsio.sky_wcs_header`);
+    ``xsa-enhance image`` writes (:func:`xsa_enhance.formats.skywcs.sky_wcs`);
     otherwise None.
 
     Returns
@@ -462,22 +465,12 @@ def image_sky_wcs(header: Any, shape: tuple[int, int]) -> tuple[Any, str]:
                 continue
         if w.has_celestial:
             return w.celestial, "header"
+    from xsa_enhance.formats.skywcs import projection_centre, sky_wcs
     from xsa_enhance.instrument.grid import GRID_1X
 
     if tuple(shape) != GRID_1X.shape:
         return None, "none"
-    try:
-        ra = float(header.get("REFXCRVL", header.get("RA_PNT")))
-        dec = float(header.get("REFYCRVL", header.get("DEC_PNT")))
-        pa = float(header["PA_PNT"])
-    except (KeyError, TypeError, ValueError):
+    centre = projection_centre(header)
+    if centre is None:
         return None, "none"
-    if not all(math.isfinite(v) for v in (ra, dec, pa)):
-        return None, "none"
-    from astropy.io import fits
-
-    from xsa_enhance.events.fitsio import sky_wcs_header
-
-    hdr = fits.Header(sky_wcs_header(GRID_1X, ra=ra, dec=dec, pa_deg=pa))
-    hdr["RADESYS"] = "ICRS"
-    return WCS(hdr), "pointing"
+    return sky_wcs(GRID_1X, ra=centre[0], dec=centre[1], pa=centre[2]), "pointing"

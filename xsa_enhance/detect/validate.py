@@ -5,14 +5,16 @@ sources (positions uniform in the detector mask, on-axis rates log-uniform in
 ``rate_range``, vignetted, the handbook King PSF integrated over the pixels) on the expected
 particle + sky background, Poisson-sampled for 20 ks. Each detection mode (input alone, and
 detection on a model's output with measurement on the input) is run on every field; a
-detection is *true* when a simulated source lies within ``match_px`` pixels. Completeness is
-given per bin of true rate, purity per bin of measured rate and overall.
+detection is *true* when it claims a simulated source within ``match_px`` pixels, one detection
+per source (a second detection of the same source is false). Completeness is given per bin of
+true rate, purity per bin of measured rate and overall.
 
 Real observations (:func:`evaluate_real_sources`): the 20 ks split of each observation of a
 real-data folder (the layout of ``shared/data/xmm-real``) is searched; a detection is
 *confirmed* when the independent deep image ``full - 20ks`` shows a >= 3 sigma Poisson
 aperture excess over its local annulus at its position
 (:func:`xsa_enhance.training.real_eval.confirm_peaks`, the test of the model evaluation).
+A detection within ``match_px`` of a more significant one is a duplicate and never confirmed.
 Purity is ``confirmed / detected``; the position error of a confirmed source is the distance
 to the centroid of the deep image's background-subtracted counts within 3 pixels of it.
 """
@@ -32,8 +34,9 @@ import numpy as np
 
 from xsa_enhance.detect.find import DetectionConfig, config_for_mode, detect_sources
 
-__all__ = ["DetectionMode", "SimulatedField", "ModeRunner", "default_modes", "match_sources",
-           "simulated_field", "true_detections", "evaluate_simulated", "sweep_thresholds", "evaluate_real_sources", "deep_centroids",
+__all__ = ["DetectionMode", "SimulatedField", "ModeRunner", "default_modes",
+           "duplicate_detections", "match_sources", "simulated_field", "true_detections",
+           "evaluate_simulated", "sweep_thresholds", "evaluate_real_sources", "deep_centroids",
            "write_report", "detect_eval"]
 
 logger = logging.getLogger(__name__)
@@ -206,9 +209,11 @@ def true_detections(table: Any, field: SimulatedField, *, match_px: float = 2.5
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Which detections of a simulated field are real, and which point sources were found.
 
-    A detection is real when a simulated point source lies within ``match_px`` or, in a field
-    with extended sources, when the field's independent deep image shows a >= 3 sigma
-    aperture excess at its position (the test applied to the real observations).
+    A detection is real when it claims a simulated point source within ``match_px`` (one
+    detection per source, see :func:`match_sources`) or, in a field with extended sources,
+    when the field's independent deep image shows a >= 3 sigma aperture excess at its
+    position (the test applied to the real observations) and it is not a duplicate of a more
+    significant detection (:func:`duplicate_detections`).
 
     Returns
     -------
@@ -223,27 +228,54 @@ def true_detections(table: Any, field: SimulatedField, *, match_px: float = 2.5
 
         x = np.asarray(table["X"], dtype=np.float64) - 1.0
         y = np.asarray(table["Y"], dtype=np.float64) - 1.0
-        true_det = true_det | confirm_peaks(field.deep, field.mask, y, x)[3]
+        deep_ok = confirm_peaks(field.deep, field.mask, y, x)[3]
+        true_det = true_det | (deep_ok & ~duplicate_detections(x, y, match_px=match_px))
     return true_det, found
+
+
+def duplicate_detections(x: np.ndarray, y: np.ndarray, *, match_px: float = 2.5) -> np.ndarray:
+    """Detections within ``match_px`` of an earlier (more significant) one in table order.
+
+    Such a detection is a second peak of the same source: it is never counted as real, so that
+    splitting a source into several detections lowers the purity instead of raising it.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    dup = np.zeros(x.size, bool)
+    for i in range(1, x.size):
+        dup[i] = bool((np.hypot(x[:i] - x[i], y[:i] - y[i]) <= match_px).any())
+    return dup
 
 
 def match_sources(table: Any, x: np.ndarray, y: np.ndarray, *, match_px: float = 2.5
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Match detections to true positions.
+    """Match detections one to one to true positions.
+
+    Detections are taken in table order (most significant first); each claims the nearest
+    true source within ``match_px`` that no earlier detection claimed. A second detection of
+    an already claimed source is not a true detection.
 
     Returns
     -------
     true_detection : numpy.ndarray of bool
-        Per detection: a true source lies within ``match_px``.
+        Per detection: it claimed a true source.
     found : numpy.ndarray of bool
-        Per true source: a detection lies within ``match_px``.
+        Per true source: a detection claimed it.
     """
     dx = np.asarray(table["X"], dtype=np.float64) - 1.0
     dy = np.asarray(table["Y"], dtype=np.float64) - 1.0
+    true_det = np.zeros(dx.size, bool)
+    found = np.zeros(len(x), bool)
     if dx.size == 0 or len(x) == 0:
-        return np.zeros(dx.size, bool), np.zeros(len(x), bool)
+        return true_det, found
     d = np.hypot(dx[:, None] - np.asarray(x)[None, :], dy[:, None] - np.asarray(y)[None, :])
-    return d.min(axis=1) <= match_px, d.min(axis=0) <= match_px
+    for i in range(dx.size):
+        free = np.where(found | (d[i] > match_px), np.inf, d[i])
+        j = int(np.argmin(free))
+        if np.isfinite(free[j]):
+            true_det[i] = True
+            found[j] = True
+    return true_det, found
 
 
 def _bins(lo: float, hi: float, n: int) -> np.ndarray:
@@ -313,7 +345,7 @@ def evaluate_simulated(modes: Sequence[DetectionMode], *, n_fields: int = 8, see
 def sweep_thresholds(modes: Sequence[DetectionMode], *, n_fields: int = 6, seed: int = 1000,
                      grid_signif: Sequence[float] = (2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5),
                      grid_det: Sequence[float] = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0),
-                     grid_smooth: Sequence[float] = (0.0, 0.5, 1.0),
+                     grid_smooth: Sequence[float] = (0.0, 0.5, 1.0, 1.5, 2.0),
                      match_px: float = 2.5, min_purity: float = 0.99, n_extended: int = 0,
                      runner: ModeRunner | None = None) -> dict[str, Any]:
     """Purity and completeness of each mode over a grid of settings, on simulations.
@@ -420,6 +452,7 @@ def evaluate_real_sources(directory: str | os.PathLike[str], modes: Sequence[Det
             x = np.asarray(tab["X"], dtype=np.float64) - 1.0
             y = np.asarray(tab["Y"], dtype=np.float64) - 1.0
             _, _, _, real = confirm_peaks(o.counts_deep, mask, y, x)
+            real = real & ~duplicate_detections(x, y)
             cx, cy = deep_centroids(o.counts_deep, mask, x[real], y[real])
             err = np.hypot(cx - x[real], cy - y[real]) * pixel_arcsec
             err = err[np.isfinite(err)]
@@ -543,8 +576,10 @@ def write_report(out_dir: str | os.PathLike[str], *, simulated: dict[str, Any] |
 def detect_eval(out_dir: str | os.PathLike[str], *, real_dir: str | os.PathLike[str] | None,
                 clamps: Sequence[str] = ("constant",), n_fields: int = 8, seed: int = 1000,
                 obsids: Sequence[str] | None = None, simulate: bool = True,
-                **overrides: Any) -> dict[str, Any]:
+                n_extended: int = 0, **overrides: Any) -> dict[str, Any]:
     """Run the simulated and the real evaluation and write the report.
+
+    ``n_extended`` extended sources per simulated field (see :func:`simulated_field`).
 
     Returns
     -------
@@ -553,8 +588,8 @@ def detect_eval(out_dir: str | os.PathLike[str], *, real_dir: str | os.PathLike[
     """
     modes = default_modes(clamps)
     runner = ModeRunner(**overrides)
-    sim = evaluate_simulated(modes, n_fields=n_fields, seed=seed, runner=runner) if simulate \
-        else None
+    sim = (evaluate_simulated(modes, n_fields=n_fields, seed=seed, n_extended=n_extended,
+                              runner=runner) if simulate else None)
     real = (evaluate_real_sources(real_dir, modes, obsids=obsids, runner=runner)
             if real_dir is not None else None)
     files = write_report(out_dir, simulated=sim, real=real)

@@ -16,7 +16,7 @@ from xsa_enhance.events.expression import (
     ExpressionError,
     parse_expression,
 )
-from xsa_enhance.events.fitsio import read_image_fits, sky_wcs_header, write_image_fits, write_image_png
+from xsa_enhance.events.fitsio import read_image_fits, write_image_fits
 from xsa_enhance.events.gti import (
     flare_gtis,
     gti_exposure,
@@ -38,6 +38,8 @@ from xsa_enhance.events.types import (
     Slice,
     SliceImage,
 )
+from xsa_enhance.formats.quicklook import write_image_png
+from xsa_enhance.formats.skywcs import sky_wcs_header
 
 __all__ = [
     "ACCEPTED_SUBMODES",

@@ -1,4 +1,4 @@
-"""FITS (and PNG quick-look) export of slice images.
+"""FITS export and import of slice images.
 
 File layout written by :func:`write_image_fits`:
 
@@ -6,18 +6,9 @@ File layout written by :func:`write_image_fits`:
   (s, the slice's exact exposure), ``PIMIN``/``PIMAX`` (band, eV), ``SLCTEXPR`` (screening and
   band, evselect's keyword), ``XSAEXPR`` (screening only), ``SLICELEN`` (ks; 0 for the whole
   clean exposure), ``NSLICES``/``SLICEIDX`` (0-based), ``GRIDNAME``/``BINSIZE``, pointing and
-  header facts of the event list; two WCS:
-
-  * primary (no letter): an approximate sky WCS, ``RA---TAN``/``DEC--TAN`` with a ``CD``
-    matrix. It uses the convention of :mod:`xsa_enhance.instrument.geometry` -- DET (0, 0) on
-    the projection centre (``REFXCRVL``/``REFYCRVL`` when the event list has them, else
-    ``RA_PNT``/``DEC_PNT``), the DET axes rotated on the sky by ``PA_PNT``, sky X growing to the
-    West -- so it is exact for simulated data and good to about an arcminute (boresight offsets,
-    attitude wobble) for real data. Omitted when the pointing is unknown, in which case the
-    primary WCS is the DET one.
-  * ``L`` (``WCSNAMEL='PHYSICAL'``) plus ``LTV``/``LTM``: pixel -> DETX/DETY as evselect
-    writes it, so ds9's "physical" coordinates are DETX/DETY.
-
+  header facts of the event list; the two WCS of :mod:`xsa_enhance.formats.skywcs` (the sky
+  WCS about the projection centre of the event list, omitted when the pointing is unknown, in
+  which case the primary WCS is the DET one; and the physical WCS ``L``: DETX/DETY).
 - ``MASK``: the detector mask (uint8, 1 = can record events), same WCS.
 - ``GTI``: ``START``/``STOP`` of the slice (s).
 - ``COUNTS2X``/``MASK2X``: the same on the 2x grid when present.
@@ -31,16 +22,18 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from xsa_enhance.atomicio import atomic_path
 from xsa_enhance.errors import InputFileError
 from xsa_enhance.events.types import ObservationMeta, SliceImage
+from xsa_enhance.formats.skywcs import det_wcs_cards as _det_wcs_cards
+from xsa_enhance.formats.skywcs import projection_centre, sky_wcs_header
 from xsa_enhance.instrument.grid import DET_UNIT_ARCSEC, DetGrid
 
-__all__ = ["write_image_fits", "read_image_fits", "sky_wcs_header", "write_image_png"]
+__all__ = ["write_image_fits", "read_image_fits"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,98 +50,18 @@ _META_KEYS = {
 }
 
 
-def sky_wcs_header(
-    grid: DetGrid, *, ra: float, dec: float, pa_deg: float
-) -> dict[str, object]:
-    """Approximate sky TAN WCS keywords for an image on a DET grid.
-
-    The linear part is taken from :func:`xsa_enhance.instrument.geometry.det_to_sky` (so the
-    DET -> sky convention lives in one place): DET (0, 0) sits on ``(ra, dec)``.
-
-    Parameters
-    ----------
-    grid : DetGrid
-        The image grid.
-    ra, dec : float
-        Projection centre (deg).
-    pa_deg : float
-        Position angle ``PA_PNT`` (deg).
-
-    Returns
-    -------
-    dict
-        ``WCSAXES``, ``CTYPEi``, ``CUNITi``, ``CRPIXi``, ``CRVALi``, ``CDi_j``, ``RADESYS``,
-        ``EQUINOX``.
-    """
-    from xsa_enhance.instrument.geometry import SKY_PIXEL_DEG, det_to_sky
-
-    x0, y0 = det_to_sky(0.0, 0.0, pa_deg=pa_deg)
-    x1, y1 = det_to_sky(1.0, 0.0, pa_deg=pa_deg)
-    x2, y2 = det_to_sky(0.0, 1.0, pa_deg=pa_deg)
-    # sky pixel -> intermediate world coords (deg): xi = -(X - ref) * s, eta = (Y - ref) * s
-    s = SKY_PIXEL_DEG * grid.binsize  # per image pixel
-    cd11 = -float(x1 - x0) * s
-    cd12 = -float(x2 - x0) * s
-    cd21 = float(y1 - y0) * s
-    cd22 = float(y2 - y0) * s
-    # image pixel p (1-based) is centred at DET x_edge0 + binsize * (p - 0.5)
-    crpix1 = (0.0 - grid.x_edge0) / grid.binsize + 0.5
-    crpix2 = (0.0 - grid.y_edge0) / grid.binsize + 0.5
-    return {
-        "WCSAXES": 2,
-        "CTYPE1": "RA---TAN",
-        "CTYPE2": "DEC--TAN",
-        "CUNIT1": "deg",
-        "CUNIT2": "deg",
-        "CRPIX1": crpix1,
-        "CRPIX2": crpix2,
-        "CRVAL1": float(ra),
-        "CRVAL2": float(dec),
-        "CD1_1": cd11,
-        "CD1_2": cd12,
-        "CD2_1": cd21,
-        "CD2_2": cd22,
-        "RADESYS": "FK5",
-        "EQUINOX": 2000.0,
-    }
-
-
-def _det_wcs_cards(grid: DetGrid, *, primary: bool) -> list[tuple[str, object, str]]:
-    cards: list[tuple[str, object, str]] = []
-    if primary:
-        for k, v in grid.det_wcs_keywords(alt="").items():
-            cards.append((k, v, "DET WCS (no sky pointing known)"))
-    for k, v in grid.det_wcs_keywords(alt="L").items():
-        cards.append((k, v, "physical WCS: pixel -> DETX/DETY"))
-    cards.append(("WCSNAMEL", "PHYSICAL", "WCS L name"))
-    cards.append(("WCSAXESL", 2, "No. of axes for WCS L"))
-    # evselect's IRAF-style LTV/LTM: image = LTM * physical + LTV
-    ltm = 1.0 / grid.binsize
-    cards.append(("LTV1", 1.0 - ltm * (grid.x_edge0 + 0.5 * grid.binsize), ""))
-    cards.append(("LTV2", 1.0 - ltm * (grid.y_edge0 + 0.5 * grid.binsize), ""))
-    cards.append(("LTM1_1", ltm, ""))
-    cards.append(("LTM1_2", 0.0, ""))
-    cards.append(("LTM2_1", 0.0, ""))
-    cards.append(("LTM2_2", ltm, ""))
-    return cards
-
-
 def _wcs_cards(grid: DetGrid, meta: ObservationMeta | None) -> list[tuple[str, object, str]]:
-    sky = None
+    centre = None
     if meta is not None:
-        ra = meta.extra.get("REFXCRVL", meta.ra_pnt)
-        dec = meta.extra.get("REFYCRVL", meta.dec_pnt)
-        try:
-            ra, dec, pa = float(ra), float(dec), float(meta.pa_pnt)
-        except (TypeError, ValueError):
-            ra = dec = pa = float("nan")
-        if all(math.isfinite(v) for v in (ra, dec, pa)):
-            sky = sky_wcs_header(grid, ra=ra, dec=dec, pa_deg=pa)
+        centre = projection_centre(
+            {**meta.extra, "RA_PNT": meta.ra_pnt, "DEC_PNT": meta.dec_pnt, "PA_PNT": meta.pa_pnt}
+        )
     cards: list[tuple[str, object, str]] = []
-    if sky is not None:
-        for k, v in sky.items():
+    if centre is not None:
+        ra, dec, pa = centre
+        for k, v in sky_wcs_header(grid, ra=ra, dec=dec, pa=pa).items():
             cards.append((k, v, "approx. sky WCS from pointing and PA_PNT"))
-    cards.extend(_det_wcs_cards(grid, primary=sky is None))
+    cards.extend(_det_wcs_cards(grid, primary=centre is None))
     cards.append(("GRIDNAME", grid.name, "DET grid name"))
     cards.append(("BINSIZE", float(grid.binsize), "[DET units] pixel size (0.05 arcsec units)"))
     cards.append(("PIXSIZE", float(grid.binsize * DET_UNIT_ARCSEC), "[arcsec] pixel size"))
@@ -247,14 +160,8 @@ def write_image_fits(image: SliceImage, path: str | os.PathLike, *, overwrite: b
             for k, v, c in _wcs_cards(g2, meta):
                 m2.header[k] = (v, c)
             hdus.append(m2)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         fits.HDUList(hdus).writeto(tmp, overwrite=True, checksum=True)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     logger.debug("wrote %s", out)
     return out
 
@@ -351,55 +258,3 @@ def read_image_fits(path: str | os.PathLike) -> SliceImage:
         mask_2x=mask_2x,
         meta=meta,
     )
-
-
-def write_image_png(image: SliceImage, path: str | os.PathLike, *, title: str | None = None) -> Path:
-    """Quick-look PNG of a slice image (sqrt-scaled rate, mask outline) with matplotlib (Agg).
-
-    Parameters
-    ----------
-    image : SliceImage
-        The image.
-    path : str or path-like
-        Output PNG.
-    title : str, optional
-        Plot title (default: obsid, slice and exposure).
-
-    Returns
-    -------
-    Path
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(6.4, 6.0), dpi=100)
-    ax = fig.add_subplot(1, 1, 1)
-    rate = image.counts / image.exposure_s if image.exposure_s > 0 else image.counts.astype(float)
-    g = image.grid
-    extent = (g.x_edges[0], g.x_edges[-1], g.y_edges[0], g.y_edges[-1])
-    im = ax.imshow(np.sqrt(rate), origin="lower", extent=extent, cmap="magma", interpolation="nearest")
-    ax.contour(
-        image.mask.astype(float), levels=[0.5], colors="cyan", linewidths=0.4,
-        extent=extent, origin="lower",
-    )  # fmt: skip
-    ax.set_xlabel("DETX")
-    ax.set_ylabel("DETY")
-    ax.set_title(
-        title
-        or f"{image.obsid} {image.expidstr} {image.label}  {image.exposure_s:.0f} s  "
-        f"{image.total_counts} counts"
-    )
-    fig.colorbar(im, ax=ax, label="sqrt(counts/s/pixel)")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out

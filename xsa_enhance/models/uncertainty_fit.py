@@ -11,9 +11,9 @@ module is a program: it configures logging, the library modules do not.
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Sequence
 
+from xsa_enhance.logsetup import configure_logging
 from xsa_enhance.models.uncertainty_calibration import calibrate_uncertainty, write_calibration
 from xsa_enhance.models.uncertainty_resampling import METHODS
 
@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     f.add_argument("--out", default=None, help="calibration file (default: the shipped one)")
     f.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging("INFO")
     import torch
 
     torch.set_num_threads(a.threads)

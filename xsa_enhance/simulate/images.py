@@ -56,6 +56,7 @@ __all__ = [
     "SIMULATOR_REVISION",
     "TARGET_NOISE",
     "ComponentPair",
+    "extended_rate_map",
     "poisson_image",
     "ImageConfig",
     "PointSourceGrid",

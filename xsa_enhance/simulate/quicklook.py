@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from xsa_enhance.errors import InputFileError
+from xsa_enhance.formats.quicklook import quicklook_png
 from xsa_enhance.simulate.images import COMPONENTS, config_for_kind, simulate_component
 
 __all__ = ["SimulatedField", "simulate_field", "write_quicklook"]
@@ -60,36 +61,38 @@ def write_quicklook(field: SimulatedField, path: Path) -> Path:
     """Write input and target rate images side by side (sqrt stretch) as a PNG.
 
     Both panels share one colour scale in counts/s per 4" pixel (the 2x target is shown per
-    2" pixel times 4 so that a uniform surface brightness has the same colour).
+    2" pixel times 4 so that a uniform surface brightness has the same colour), drawn by
+    :func:`xsa_enhance.formats.quicklook.quicklook_png`.
+
+    Parameters
+    ----------
+    field : SimulatedField
+        The field.
+    path : pathlib.Path
+        Output PNG.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Raises
+    ------
+    InputFileError
+        When the PNG cannot be written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rin = field.input / field.input_exposure_s
     factor = field.target.shape[0] // field.input.shape[0]
-    rt = field.target / field.target_exposure_s * factor * factor
-    vmax = float(np.percentile(rin[rin > 0], 99.5)) if np.any(rin > 0) else 1.0
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5.6))
-    for ax, img, title in (
-        (axes[0], rin, f"input {field.input_exposure_s / 1000:.0f} ks (1x)"),
-        (axes[1], rt, f"target {field.target_exposure_s / 1000:.0f} ks ({factor}x)"),
-    ):
-        ax.imshow(np.sqrt(np.clip(img, 0, vmax)), origin="lower", cmap="magma",
-                  vmin=0, vmax=np.sqrt(vmax))
-        ax.set_title(title)
-        ax.set_xticks([])
-        ax.set_yticks([])
+    panels = [
+        (f"input {field.input_exposure_s / 1000:.0f} ks (1x)",
+         field.input / field.input_exposure_s),
+        (f"target {field.target_exposure_s / 1000:.0f} ks ({factor}x)",
+         field.target / field.target_exposure_s),
+    ]
     ext = field.meta.get("extended", {}).get("kind", "?")
-    fig.suptitle(f"simulated {field.kind} pair, seed {field.seed}: {ext} + AGN + background "
-                 "(sqrt stretch, counts/s per 4\" pixel)")
-    fig.tight_layout()
+    title = f"simulated {field.kind} pair, seed {field.seed}: {ext} + AGN + background"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=90)
+        return quicklook_png(panels, path, title=title, stretch=np.sqrt,
+                             colorbar_label="count rate (ct/s per 4\" pixel), sqrt scale",
+                             shared_colorbar=True, panel_size=(5.5, 5.6))
     except OSError as exc:
         raise InputFileError(path, f"cannot write PNG: {exc.strerror}") from None
-    finally:
-        plt.close(fig)
-    return path

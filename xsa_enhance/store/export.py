@@ -1,10 +1,10 @@
 """Export of stored images: FITS files with the sky WCS, and quicklook PNGs.
 
-The images live on the EPIC-pn DET grid. DET -> sky pixels is a rotation by the position
-angle (:func:`xsa_enhance.instrument.geometry.det_to_sky`) and sky pixels -> RA/Dec the
-gnomonic projection about the pointing, so every exported image carries an exact linear
-``RA---TAN``/``DEC--TAN`` WCS (CD matrix) as its primary WCS, and the DET coordinates as
-the alternate WCS ``L`` (evselect's physical coordinates).
+The images live on the EPIC-pn DET grid; every exported image carries the WCS of
+:mod:`xsa_enhance.formats.skywcs` about the stored pointing (``RA_PNT``/``DEC_PNT``,
+``PA_PNT``): the sky TAN WCS as its primary WCS and the DET coordinates as the alternate WCS
+``L`` (evselect's physical coordinates). ``docs/events.md`` ("The image WCS") says how exact
+it is. The PNGs are drawn by :func:`xsa_enhance.formats.quicklook.quicklook_png`.
 
 A product stored with its per-pixel uncertainty is exported with an ``UNCERTAINTY`` image
 extension (1-sigma, same shape, units and WCS as the counts) and, in the quicklook PNGs, a
@@ -22,103 +22,15 @@ from typing import Any
 import numpy as np
 
 from xsa_enhance.errors import InputFileError
-from xsa_enhance.instrument.grid import DetGrid, grid_for_factor
+from xsa_enhance.formats.enhanced_fits import uncertainty_hdu
+from xsa_enhance.formats.quicklook import quicklook_png
+from xsa_enhance.formats.skywcs import det_wcs_cards, projection_centre, sky_wcs_header
+from xsa_enhance.instrument.grid import grid_for_factor
 from xsa_enhance.store.zarr_store import ProductStore
 
-__all__ = ["sky_wcs_header", "export_fits", "export_png", "quicklook_png", "select_images",
-           "SIGNIFICANCE_VMAX", "uncertainty_hdu"]
+__all__ = ["export_fits", "export_png", "select_images"]
 
 logger = logging.getLogger(__name__)
-
-
-def sky_wcs_header(grid: DetGrid, *, ra_pnt: float, dec_pnt: float, pa_pnt: float) -> dict[str, Any]:
-    """FITS keywords of the sky WCS of an image on a DET grid.
-
-    Parameters
-    ----------
-    grid : DetGrid
-        The image grid.
-    ra_pnt, dec_pnt, pa_pnt : float
-        Pointing and position angle in degrees.
-
-    Returns
-    -------
-    dict
-        ``CTYPEi``, ``CRVALi``, ``CRPIXi``, ``CDi_j``, ``CUNITi``, ``RADESYS``, ``EQUINOX``
-        plus the DET alternate WCS (``...L``).
-    """
-    from xsa_enhance.instrument.geometry import SKY_PIXEL_DEG
-
-    t = np.deg2rad(float(pa_pnt))
-    c, s = float(np.cos(t)), float(np.sin(t))
-    b = float(grid.binsize)
-    # image pixel (1-based) whose centre is DET (0, 0): the pointing direction
-    crpix1 = (0.0 - grid.x_edge0) / b + 0.5
-    crpix2 = (0.0 - grid.y_edge0) / b + 0.5
-    p = float(SKY_PIXEL_DEG)
-    header: dict[str, Any] = {
-        "WCSAXES": 2,
-        "CTYPE1": "RA---TAN",
-        "CTYPE2": "DEC--TAN",
-        "CUNIT1": "deg",
-        "CUNIT2": "deg",
-        "CRVAL1": float(ra_pnt),
-        "CRVAL2": float(dec_pnt),
-        "CRPIX1": crpix1,
-        "CRPIX2": crpix2,
-        "CD1_1": -p * c * b,
-        "CD1_2": p * s * b,
-        "CD2_1": p * s * b,
-        "CD2_2": p * c * b,
-        "RADESYS": "ICRS",
-        "EQUINOX": 2000.0,
-    }
-    header.update(grid.det_wcs_keywords(alt="L"))
-    header["WCSNAMEL"] = "PHYSICAL"
-    return header
-
-
-def uncertainty_hdu(sigma: np.ndarray, attrs: Any, wcs_header: Any = None, *,
-                    exposure_s: float) -> Any:
-    """The ``UNCERTAINTY`` image extension: 1-sigma per pixel (float32, counts for
-    ``exposure_s``), the image's WCS and the provenance of the estimate.
-
-    Parameters
-    ----------
-    sigma : numpy.ndarray
-        The uncertainty (``EnhancedImage.uncertainty`` or a stored product's array).
-    attrs : mapping
-        Provenance with the ``uncertainty_*`` keys of
-        :func:`~xsa_enhance.models.uncertainty.estimate_uncertainty`.
-    wcs_header : mapping, optional
-        WCS keywords of the primary image.
-    exposure_s : float
-        Exposure the counts (and sigma) correspond to.
-    """
-    from astropy.io import fits
-
-    hdr = fits.Header()
-    if wcs_header is not None:
-        for k, v in dict(wcs_header).items():
-            hdr[k] = v
-    hdr["BUNIT"] = ("count", "1-sigma uncertainty of the counts per pixel")
-    hdr["EXPOSURE"] = (float(exposure_s), "[s] exposure the counts correspond to")
-    hdr["UNCMETH"] = (str(attrs.get("uncertainty_method", "")), "resampling method")
-    hdr["UNCNSAMP"] = (int(attrs.get("uncertainty_n_samples") or 0), "resamples of the input")
-    seed = attrs.get("uncertainty_seed")
-    hdr["UNCSEED"] = (seed if isinstance(seed, int) else str(seed), "seed of the resampling")
-    cal = str(attrs.get("uncertainty_calibration", ""))
-    hdr["UNCCAL"] = (cal[:68], "calibration of sigma") if len(cal) <= 40 else cal[:68]
-    key = attrs.get("uncertainty_calibration_key")
-    if key:
-        hdr["UNCCALK"] = str(key)[:68]
-    if attrs.get("uncertainty_smooth_px") is not None:
-        hdr["UNCSMOO"] = (float(attrs["uncertainty_smooth_px"]),
-                          "[input px] bootstrap smoothing")
-    hdr["COMMENT"] = ("1-sigma per output pixel: the input's Poisson noise run through the "
-                      "network, calibrated on simulations; see docs/uncertainty.md. Does not "
-                      "capture features the network invents for every resample.")
-    return fits.ImageHDU(np.asarray(sigma, dtype=np.float32), header=hdr, name="UNCERTAINTY")
 
 
 def select_images(
@@ -221,11 +133,6 @@ def _read(store: ProductStore, obsid: str, item: dict[str, Any]) -> dict[str, An
             "mask": prod.mask, "uncertainty": prod.uncertainty}
 
 
-def _image(store: ProductStore, obsid: str, item: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any], DetGrid]:
-    r = _read(store, obsid, item)
-    return r["counts"], r["attrs"], r["grid"]
-
-
 def _name(obsid: str, item: dict[str, Any]) -> str:
     from xsa_enhance.store.zarr_store import product_key
 
@@ -277,9 +184,11 @@ def export_fits(
         data, attrs, grid = img["counts"], img["attrs"], img["grid"]
         hdr = fits.Header()
         ra, dec, pa = attrs.get("ra_pnt"), attrs.get("dec_pnt"), attrs.get("pa_pnt")
+        centre = projection_centre({"RA_PNT": ra, "DEC_PNT": dec, "PA_PNT": pa})
         wcs: dict[str, Any] = {}
-        if None not in (ra, dec, pa):
-            wcs = sky_wcs_header(grid, ra_pnt=ra, dec_pnt=dec, pa_pnt=pa)
+        if centre is not None:
+            wcs = sky_wcs_header(grid, ra=centre[0], dec=centre[1], pa=centre[2])
+            wcs.update({k: v for k, v, _ in det_wcs_cards(grid, primary=False)})
             for k, v in wcs.items():
                 hdr[k] = v
         hdr["OBS_ID"] = obsid
@@ -316,85 +225,6 @@ def export_fits(
         written.append(path)
     logger.info("exported %d FITS images of %s to %s", len(written), obsid, out)
     return written
-
-
-#: Upper end of the significance (output / uncertainty) colour scale of quicklooks.
-SIGNIFICANCE_VMAX: float = 10.0
-
-
-def quicklook_png(
-    images: Sequence[tuple[str, np.ndarray] | tuple[str, np.ndarray, str]],
-    path: str | os.PathLike[str], *, title: str = "",
-    colorbar_label: str = "count rate (ct/s per 4\" pixel), asinh scale",
-) -> Path:
-    """Save images side by side as a PNG, on one asinh scale set by the first image, each
-    with a colour bar labelled in physical units.
-
-    Parameters
-    ----------
-    images : sequence of (label, array) or (label, array, kind)
-        Images to show (e.g. count rates); values are converted to per-4-arcsec-pixel
-        area, so 1x and 2x grids share the scale. ``kind`` ``"significance"`` shows a
-        significance map (``output / uncertainty``, NaN blank) on its own linear scale
-        from 0 to :data:`SIGNIFICANCE_VMAX`, with a colour bar.
-    path : path-like
-        Output PNG.
-    title : str
-        Figure title.
-    colorbar_label : str
-        Label of the colour bars of the image panels (their ticks are in the images' units,
-        per 4-arcsec pixel).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    n = max(1, len(images))
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.9), squeeze=False)
-    hi = None
-    for ax, panel in zip(axes[0], images):
-        label, img = panel[0], panel[1]
-        if len(panel) > 2 and panel[2] == "significance":  # type: ignore[misc]
-            im = ax.imshow(np.asarray(img, dtype=float), origin="lower", cmap="viridis",
-                           vmin=0.0, vmax=SIGNIFICANCE_VMAX, interpolation="nearest")
-            cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, extend="max")
-            cb.ax.axhline(3.0, color="w", lw=1.2)
-            cb.ax.tick_params(labelsize=7)
-            ax.set_title(label, fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            continue
-        img = np.asarray(img, dtype=float)
-        # per 4" pixel area so 1x and 2x images share a scale
-        img = img * (img.shape[0] / 411.0) ** 2  # a 2" pixel is a quarter of a 4" one
-        if hi is None:
-            hi = float(np.nanpercentile(img[img > 0], 99.5)) if np.any(img > 0) else 1.0
-        soft = max(hi * 0.05, 1e-9)
-        im = ax.imshow(np.arcsinh(img / soft), origin="lower", cmap="magma",
-                       vmin=0, vmax=np.arcsinh(20.0))
-        # ticks in physical units: the asinh-stretched values mapped back to the rate
-        cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-        ticks = [v for v in (0.0, 1.0, 3.0, 10.0, 20.0)]
-        cb.set_ticks([float(np.arcsinh(v)) for v in ticks])
-        cb.set_ticklabels([f"{v * soft:.2g}" for v in ticks])
-        cb.set_label(colorbar_label, fontsize=7)
-        cb.ax.tick_params(labelsize=6)
-        ax.set_title(label, fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for ax in axes[0][len(images):]:
-        ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=9)
-        fig.tight_layout(rect=(0, 0, 1, 0.92))
-    else:
-        fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
 
 
 def export_png(

@@ -1,6 +1,7 @@
 """The one-command recipe that makes the shipped models ``xmm-superres-v1`` / ``xmm-denoise-v1``.
 
-``python -m xsa_enhance.training.ship --out WORK_DIR`` runs every stage in order:
+``xsa-enhance ship-models --out WORK_DIR`` (or ``python -m xsa_enhance.training.ship --out
+WORK_DIR``, the same command) runs every stage in order (:func:`run_recipe`):
 
 1. ``data``: simulator training sets for SR and DN (``--n`` pairs, seed ``--data-seed``) and
    held-out test sets made with another seed (``--test-n``, seed ``--test-seed``);
@@ -30,19 +31,22 @@ Everything is seeded; on the same hardware the run is repeatable up to the wall-
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import multiprocessing as mp
 import os
 import platform
-import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NAMES", "names_for", "make_data", "train_both", "register_both", "register_run",
-           "evaluate_both", "card_tables", "main"]
+from xsa_enhance.atomicio import write_text_atomic
+from xsa_enhance.logsetup import configure_logging
+
+__all__ = ["NAMES", "STAGES", "ShipOptions", "names_for", "parse_stages", "make_data",
+           "train_both", "anneal_both", "register_both", "register_run", "evaluate_both",
+           "card_tables", "run_recipe"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +108,6 @@ def _train_one(kind: str, work: str, minutes: float, seed: int, preset: str, res
     import torch
 
     torch.set_num_threads(1)
-    from xsa_enhance.cli.common import configure_logging
     from xsa_enhance.training.train import load_config, train
 
     configure_logging("INFO")
@@ -149,7 +152,6 @@ def _anneal_one(kind: str, work: str, minutes: float, seed: int, preset: str, lr
     import torch
 
     torch.set_num_threads(1)
-    from xsa_enhance.cli.common import configure_logging
     from xsa_enhance.training.train import load_config, train
 
     configure_logging("INFO")
@@ -377,75 +379,131 @@ def card_tables(work: Path, *, names: dict[str, str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry: ``python -m xsa_enhance.training.ship --out WORK_DIR``."""
-    ap = argparse.ArgumentParser(prog="python -m xsa_enhance.training.ship",
-                                 description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True, help="work directory")
-    ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of "
-                    + ",".join(STAGES))
-    ap.add_argument("--kinds", default="sr,dn")
-    ap.add_argument("--n", type=int, default=400, help="training pairs per kind")
-    ap.add_argument("--data-seed", type=int, default=1)
-    ap.add_argument("--test-n", type=int, default=100, help="pairs in the held-out store")
-    ap.add_argument("--test-seed", type=int, default=2)
-    ap.add_argument("--minutes", type=float, default=45.0, help="training wall-clock limit")
-    ap.add_argument("--seed", type=int, default=1, help="training seed")
-    ap.add_argument("--preset", default="small")
-    ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--eval-images", type=int, default=12)
-    ap.add_argument("--eval-seed", type=int, default=0)
-    ap.add_argument("--registry-dir", default=None)
-    ap.add_argument("--version", default="v1",
-                    help="model version in the registered names (xmm-superres-VERSION)")
-    ap.add_argument("--points", action="store_true",
-                    help="training sets with the bright point-source component")
-    ap.add_argument("--target-noise", choices=("poisson", "none"), default="poisson",
-                    help="training-set targets: Poisson-sampled or expected counts")
-    ap.add_argument("--anneal-minutes", type=float, default=0.0,
-                    help="wall-clock limit of the anneal stage (0: no anneal stage)")
-    ap.add_argument("--anneal-lr", type=float, default=5e-5,
-                    help="learning rate of the anneal stage (seed: --seed + 1)")
-    ap.add_argument("--init-from", default=None,
-                    help="fine-tune from this round's registered models (e.g. v2)")
-    args = ap.parse_args(argv)
-    from xsa_enhance.cli.common import configure_logging
+@dataclass
+class ShipOptions:
+    """Options of the recipe (the ``xsa-enhance ship-models`` options; defaults are these).
 
-    configure_logging("INFO")
-    work = Path(args.out)
-    work.mkdir(parents=True, exist_ok=True)
-    kinds = tuple(k for k in args.kinds.split(",") if k)
-    stages = [s for s in args.stages.split(",") if s]
+    Attributes
+    ----------
+    stages, kinds : str
+        Comma-separated subsets of :data:`STAGES` and of ``sr,dn``.
+    n, data_seed, test_n, test_seed : int
+        Training pairs per kind and their seed; pairs in the held-out store and their seed.
+    minutes, seed, preset, resume :
+        Training wall-clock limit, seed and preset; continue from ``train_KIND/last.pt``.
+    eval_images, eval_seed : int
+        Test images evaluated and the seed of their combinations.
+    registry_dir : str or None
+        Registry the weights go to (default: the package's ``weights`` folder).
+    version : str
+        Model version in the registered names (``xmm-superres-VERSION``).
+    points : bool
+        Training sets with the bright point-source component.
+    target_noise : {"poisson", "none"}
+        Training-set targets: Poisson-sampled or expected counts.
+    anneal_minutes, anneal_lr : float
+        Wall-clock limit (0: no anneal stage) and learning rate of the anneal stage (seed:
+        ``seed + 1``).
+    init_from : str or None
+        Fine-tune from this round's registered models (e.g. ``v2``).
+    """
+
+    stages: str = ",".join(STAGES)
+    kinds: str = "sr,dn"
+    n: int = 400
+    data_seed: int = 1
+    test_n: int = 100
+    test_seed: int = 2
+    minutes: float = 45.0
+    seed: int = 1
+    preset: str = "small"
+    resume: bool = False
+    eval_images: int = 12
+    eval_seed: int = 0
+    registry_dir: str | None = None
+    version: str = "v1"
+    points: bool = False
+    target_noise: str = "poisson"
+    anneal_minutes: float = 0.0
+    anneal_lr: float = 5e-5
+    init_from: str | None = None
+
+
+def parse_stages(text: str) -> list[str]:
+    """The stages of a comma-separated list, in the order given.
+
+    Raises
+    ------
+    ConfigError
+        A name that is not one of :data:`STAGES`.
+    """
+    stages = [s for s in text.split(",") if s]
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
-        ap.error(f"unknown stage(s) {unknown}")
+        from xsa_enhance.errors import ConfigError
+
+        raise ConfigError(f"unknown stage(s) {unknown}; choose from {','.join(STAGES)}")
+    return stages
+
+
+def run_recipe(work: Path, options: ShipOptions) -> dict[str, Any]:
+    """Run the recipe's stages in order in the work directory ``work`` (created).
+
+    Each stage reads what the previous ones wrote in ``work``; ``ship_summary.json`` there
+    collects the options and what every stage reported (stages run before are kept).
+
+    Parameters
+    ----------
+    work : Path
+        The work directory.
+    options : ShipOptions
+        What to run.
+
+    Returns
+    -------
+    dict
+        The summary written to ``ship_summary.json``.
+
+    Raises
+    ------
+    ConfigError
+        An unknown stage or a malformed version.
+    """
+    o = options
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    kinds = tuple(k for k in o.kinds.split(",") if k)
+    stages = parse_stages(o.stages)
     summary_path = work / "ship_summary.json"
     summary: dict[str, Any] = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    summary["args"] = vars(args)
+    summary["args"] = {"out": str(work), **asdict(o)}
     if "data" in stages:
-        summary["data"] = make_data(work, n=args.n, seed=args.data_seed, test_n=args.test_n,
-                                    test_seed=args.test_seed, kinds=kinds,
-                                    points=args.points, target_noise=args.target_noise)
+        summary["data"] = make_data(work, n=o.n, seed=o.data_seed, test_n=o.test_n,
+                                    test_seed=o.test_seed, kinds=kinds,
+                                    points=o.points, target_noise=o.target_noise)
     if "train" in stages:
-        train_both(work, minutes=args.minutes, seed=args.seed, preset=args.preset,
-                   resume=args.resume, kinds=kinds, init_from=args.init_from)
-    if "anneal" in stages and args.anneal_minutes > 0:
-        anneal_both(work, minutes=args.anneal_minutes, seed=args.seed + 1, preset=args.preset,
-                    lr=args.anneal_lr, kinds=kinds)
-    names = names_for(args.version)
+        train_both(work, minutes=o.minutes, seed=o.seed, preset=o.preset,
+                   resume=o.resume, kinds=kinds, init_from=o.init_from)
+    if "anneal" in stages and o.anneal_minutes > 0:
+        anneal_both(work, minutes=o.anneal_minutes, seed=o.seed + 1, preset=o.preset,
+                    lr=o.anneal_lr, kinds=kinds)
+    names = names_for(o.version)
     if "register" in stages:
-        summary["registered"] = register_both(work, registry_dir=args.registry_dir, kinds=kinds,
+        summary["registered"] = register_both(work, registry_dir=o.registry_dir, kinds=kinds,
                                               names=names)
     if "evaluate" in stages:
-        summary["evaluation"] = evaluate_both(work, n_images=args.eval_images,
-                                              seed=args.eval_seed,
-                                              registry_dir=args.registry_dir, kinds=kinds,
+        summary["evaluation"] = evaluate_both(work, n_images=o.eval_images, seed=o.eval_seed,
+                                              registry_dir=o.registry_dir, kinds=kinds,
                                               names=names)
     if "card" in stages:
-        (work / "model_card_tables.md").write_text(card_tables(work, names=names))
-    summary_path.write_text(json.dumps(summary, indent=1, default=str))
-    return 0
+        write_text_atomic(work / "model_card_tables.md", card_tables(work, names=names))
+    write_text_atomic(summary_path, json.dumps(summary, indent=1, default=str))
+    return summary
 
 
-if __name__ == "__main__":  # pragma: no cover - command-line entry
-    sys.exit(main())
+if __name__ == "__main__":  # pragma: no cover - ``python -m xsa_enhance.training.ship``
+    # The program entry point: the options are those of the CLI command.
+    from xsa_enhance.cli.training import ship_models_cmd
+
+    configure_logging("INFO")
+    ship_models_cmd.main(prog_name="python -m xsa_enhance.training.ship")
