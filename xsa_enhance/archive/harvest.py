@@ -49,7 +49,6 @@ DEFAULT_PRODUCTS = ("PIEVLI", "FBKTSR")
 OPTIONAL_PRODUCTS = ("FBKTSR",)
 
 
-
 class UnsafeArchive(Exception):
     """A tar reply with a member that could escape or is not a regular file."""
 
