@@ -207,7 +207,8 @@ def is_gti_extension(name: str) -> bool:
     return _GTI_RE.fullmatch(name.upper()) is not None
 
 
-def structure_problem(hdul: Any, product: str, *, columns: Iterable[str] | None = None) -> str | None:
+def structure_problem(hdul: Any, product: str, *,
+                      columns: Iterable[str] | None = None) -> str | None:
     """What keeps an opened product file from being used, or ``None`` when nothing does.
 
     An event list (``PIEVLI``/``MIEVLI``) needs an ``EVENTS`` table with ``columns`` and at

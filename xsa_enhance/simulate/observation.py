@@ -188,7 +188,8 @@ def _check_options(*, obsid: str, instrument: str, filter: str, submode: str,  #
     """Refuse bad options (:class:`ConfigError`); return the read-out mode of ``submode``."""
     validate_obsid(obsid)
     if instrument not in INSTRUMENTS:
-        raise ConfigError(f"unknown instrument {instrument!r}; expected one of {sorted(INSTRUMENTS)}")
+        raise ConfigError(
+            f"unknown instrument {instrument!r}; expected one of {sorted(INSTRUMENTS)}")
     if filter not in FILTERS:
         raise ConfigError(f"unknown filter {filter!r}; expected one of {FILTERS}")
     try:

@@ -207,7 +207,8 @@ def write_fbktsr(out: Path, info: ExposureInfo, detected: DetectedEvents, gtis: 
     if edges[-1] < tstop:
         edges = np.append(edges, edges[-1] + FBK_TIMEDEL)
     pi = detected.pi
-    sel = (pi >= FBK_BAND_EV[0]) & (pi < FBK_BAND_EV[1]) & (cols["PATTERN"] == 0) & (cols["FLAG"] == 0)
+    sel = (pi >= FBK_BAND_EV[0]) & (pi < FBK_BAND_EV[1])
+    sel &= (cols["PATTERN"] == 0) & (cols["FLAG"] == 0)
     counts, _ = np.histogram(cols["TIME"][sel], bins=edges)
     frac = np.zeros(counts.size)
     for a, b in gtis:
