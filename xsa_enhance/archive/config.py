@@ -1,12 +1,20 @@
-"""Configuration of the archive stage: endpoints, timeouts, retries, credentials."""
+"""Configuration of the archive stage: endpoints, timeouts, retries, credentials.
+
+:class:`ArchiveConfig` is also the ``archive`` section of a pipeline file
+(``schemas/pipeline.schema.json``), where the durations carry a ``_s`` suffix and a null URL
+means the real XSA: :meth:`ArchiveConfig.from_section` and :meth:`ArchiveConfig.to_section`
+translate between the two spellings.
+"""
 
 from __future__ import annotations
 
 import configparser
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from xsa_enhance.errors import ConfigError
 from xsa_enhance.obsid import validate_obsid
@@ -15,6 +23,7 @@ __all__ = [
     "XSA_TAP_URL",
     "XSA_AIO_URL",
     "ArchiveConfig",
+    "SECTION_KEYS",
     "Credentials",
     "load_credentials",
     "validate_obsid",
@@ -47,6 +56,8 @@ class ArchiveConfig:
     credentials_file : Path, optional
         astroquery-style ini file with a ``[xmm_newton]`` section (``username``, ``password``)
         for proprietary data; ``XSA_USERNAME`` / ``XSA_PASSWORD`` are used when absent.
+
+    The defaults hold for the archive commands, the Python API and pipeline files alike.
     """
 
     tap_url: str = XSA_TAP_URL
@@ -73,6 +84,61 @@ class ArchiveConfig:
             raise ConfigError("backoff must be >= 0")
         if self.credentials_file is not None:
             object.__setattr__(self, "credentials_file", Path(self.credentials_file))
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any] | None) -> "ArchiveConfig":
+        """Build the configuration from the ``archive`` section of a pipeline file.
+
+        Parameters
+        ----------
+        section : mapping or None
+            Keys of :data:`SECTION_KEYS` (``timeout_s``, ``backoff_s``, ...); missing keys and
+            null values take the defaults (a null URL: the real XSA).
+
+        Returns
+        -------
+        ArchiveConfig
+
+        Raises
+        ------
+        ConfigError
+            On an unknown key or a value the constructor refuses.
+        """
+        kwargs: dict[str, Any] = {}
+        for key, value in dict(section or {}).items():
+            if key not in SECTION_KEYS:
+                raise ConfigError(f"unknown archive setting {key!r}; expected one of "
+                                  f"{sorted(SECTION_KEYS)}")
+            if value is not None:
+                kwargs[SECTION_KEYS[key]] = value
+        return cls(**kwargs)
+
+    def to_section(self) -> dict[str, Any]:
+        """The ``archive`` section of a pipeline file holding this configuration.
+
+        Returns
+        -------
+        dict
+            Plain values (strings and numbers) under the keys of :data:`SECTION_KEYS`;
+            :meth:`from_section` gives back an equal configuration.
+        """
+        out: dict[str, Any] = {}
+        for key, name in SECTION_KEYS.items():
+            value = getattr(self, name)
+            out[key] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+#: Keys of the ``archive`` section of a pipeline file -> :class:`ArchiveConfig` fields.
+SECTION_KEYS: dict[str, str] = {
+    "tap_url": "tap_url",
+    "aio_url": "aio_url",
+    "credentials_file": "credentials_file",
+    "retries": "retries",
+    "timeout_s": "timeout",
+    "backoff_s": "backoff",
+    "backoff_max_s": "backoff_max",
+}
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,9 @@ from astroquery.exceptions import LoginError
 
 from xsa_enhance.archive.client import NoResults, UnexpectedReply, XsaClient, scrub
 from xsa_enhance.archive.config import ArchiveConfig, Credentials, load_credentials, validate_obsid
+from xsa_enhance.archive.retry import call_with_retries
 from xsa_enhance.errors import InputFileError, ObservationError
+from xsa_enhance.formats.pps import PpsName, parse_pps_name, structure_problem
 
 __all__ = [
     "HarvestResult",
@@ -45,12 +47,6 @@ DEFAULT_PRODUCTS = ("PIEVLI", "FBKTSR")
 #: Products whose absence is not an error (timing-mode exposures have no FBKTSR; the events
 #: stage then builds the 10-12 keV light curve from the events).
 OPTIONAL_PRODUCTS = ("FBKTSR",)
-
-_PPS_RE = re.compile(
-    r"^P(?P<obsid>\d{10})(?P<inst>[A-Z0-9]{2})(?P<expflag>[SUX])(?P<expno>\d{3})"
-    r"(?P<name>[A-Z0-9]{6})(?P<subset>[0-9A-Z])(?P<source>[0-9A-F]{3})\.(?P<ext>[A-Z]{3})$"
-)
-_EVENT_COLUMNS = ("TIME", "RAWX", "RAWY", "DETX", "DETY", "PI", "FLAG", "PATTERN", "CCDNR")
 
 
 class UnsafeArchive(Exception):
@@ -112,10 +108,11 @@ def _gzip_open(path: Path):
 def verify_product(path: Path, *, obsid: str | None = None, product: str | None = None) -> None:
     """Check that a product file is complete and usable.
 
-    Every HDU's data are read (a truncated or corrupt gzip stream fails here). PIEVLI needs an
-    ``EVENTS`` table with the columns the events stage uses and at least one ``STDGTInn``;
-    FBKTSR needs a ``RATE`` table with ``TIME`` and ``RATE``. ``OBS_ID``, when present, must be
-    ``obsid``.
+    Every HDU's data are read (a truncated or corrupt gzip stream fails here), then the
+    product's layout is checked (:func:`xsa_enhance.formats.pps.structure_problem`: an event
+    list needs an ``EVENTS`` table with the columns the events stage uses and at least one
+    ``STDGTInn``; FBKTSR needs a ``RATE`` table with ``TIME`` and ``RATE``). ``OBS_ID``, when
+    present, must be ``obsid``.
 
     Parameters
     ----------
@@ -134,8 +131,8 @@ def verify_product(path: Path, *, obsid: str | None = None, product: str | None 
     """
     path = Path(path)
     if product is None:
-        m = _PPS_RE.match(path.name)
-        product = m.group("name") if m else None
+        parsed = parse_pps_name(path.name)
+        product = parsed.name if parsed else None
     plain = None
     try:
         with open(path, "rb") as fh:
@@ -158,7 +155,6 @@ def verify_product(path: Path, *, obsid: str | None = None, product: str | None 
                 hdul.readall()
             for hdu in hdul:
                 _ = hdu.data
-            names = [h.name.upper() for h in hdul]
             header_obsid = None
             for hdu in hdul:
                 if "OBS_ID" in hdu.header:
@@ -166,21 +162,9 @@ def verify_product(path: Path, *, obsid: str | None = None, product: str | None 
                     break
             if obsid is not None and header_obsid is not None and header_obsid != obsid:
                 raise InputFileError(path, f"OBS_ID is {header_obsid}, expected {obsid}")
-            if product == "PIEVLI":
-                if "EVENTS" not in names:
-                    raise InputFileError(path, "no EVENTS extension")
-                cols = {c.upper() for c in hdul["EVENTS"].columns.names}
-                missing = [c for c in _EVENT_COLUMNS if c not in cols]
-                if missing:
-                    raise InputFileError(path, f"EVENTS lacks columns {', '.join(missing)}")
-                if not any(re.fullmatch(r"STDGTI\d\d", n) for n in names):
-                    raise InputFileError(path, "no STDGTInn (CCD GTI) extension")
-            elif product == "FBKTSR":
-                if "RATE" not in names:
-                    raise InputFileError(path, "no RATE extension")
-                cols = {c.upper() for c in hdul["RATE"].columns.names}
-                if not {"TIME", "RATE"} <= cols:
-                    raise InputFileError(path, "RATE lacks TIME or RATE columns")
+            problem = structure_problem(hdul, product) if product else None
+            if problem is not None:
+                raise InputFileError(path, problem)
     except InputFileError:
         raise
     except Exception as exc:  # noqa: BLE001 - any read failure means an unusable file
@@ -232,8 +216,8 @@ def _safe_extract(tar_path: Path, dest: Path, *, obsid: str) -> list[Path]:
             if not m.isfile():
                 continue
             name = PurePosixPath(m.name).name
-            pm = _PPS_RE.match(name)
-            if pm is None or pm.group("obsid") != obsid:
+            pm = parse_pps_name(name)
+            if pm is None or pm.obsid != obsid:
                 logger.debug("%s: ignoring tar member %s", obsid, m.name)
                 continue
             src = tar.extractfile(m)
@@ -268,16 +252,16 @@ def _fetch(client: XsaClient, obsid: str, product: str, work: Path, *, prop: boo
             raise InputFileError(dl, f"expected one downloaded file, found {len(got)}")
         file = got[0]
         real = Path(client.last_filename or "").name
-        if real.lower().endswith(".tar") or (not _PPS_RE.match(real) and tarfile.is_tarfile(file)):
+        named = parse_pps_name(real)
+        if real.lower().endswith(".tar") or (named is None and tarfile.is_tarfile(file)):
             files = safe_extract(file, work, obsid=obsid)
         else:
-            m = _PPS_RE.match(real)
-            if m is None or m.group("obsid") != obsid:
+            if named is None or named.obsid != obsid:
                 raise InputFileError(file, f"the archive named it {real!r}, not a PPS file of {obsid}")
             target = work / real
             os.replace(file, target)
             files = [target]
-        files = [f for f in files if _PPS_RE.match(f.name).group("name") == product]  # type: ignore[union-attr]
+        files = [f for f in files if _pps_name(f).name == product]
         if not files:
             raise NoResults(f"the reply held no {product} file")
         return files
@@ -320,36 +304,44 @@ def _describe(exc: BaseException, product: str, creds: Credentials | None) -> st
 def _download_with_retries(client: XsaClient, obsid: str, product: str, work: Path, *,
                            config: ArchiveConfig, creds: Credentials | None,
                            exposure_id: str | None) -> tuple[list[Path], int]:
-    attempts = 0
-    for attempt in range(config.retries + 1):
-        attempts += 1
+    def attempt() -> list[Path]:
         try:
             files = _fetch(client, obsid, product, work, prop=creds is not None,
                            exposure_id=exposure_id)
             for f in files:
                 verify_product(f, obsid=obsid, product=product)
-            return files, attempts
-        except Exception as exc:  # noqa: BLE001 - classified here
+            return files
+        except Exception:
             for f in work.glob(f"P{obsid}*{product}*"):
                 f.unlink(missing_ok=True)
-            reason = scrub(_describe(exc, product, creds), creds)
-            if not _transient(exc) or attempt == config.retries:
-                raise ObservationError(
-                    obsid, reason + (f" (after {attempts} attempts)" if attempts > 1 else "")
-                ) from None
-            wait = min(config.backoff * 2**attempt, config.backoff_max)
-            logger.warning("%s: %s; retry %d/%d in %.2f s", obsid, reason, attempt + 1,
-                           config.retries, wait)
-            time.sleep(wait)
-    raise AssertionError("unreachable")  # pragma: no cover
+            raise
+
+    def reason(exc: BaseException) -> str:
+        return scrub(_describe(exc, product, creds), creds)
+
+    def give_up(exc: BaseException, attempts: int, exhausted: bool) -> ObservationError:
+        return ObservationError(
+            obsid, reason(exc) + (f" (after {attempts} attempts)" if attempts > 1 else ""))
+
+    def announce(exc: BaseException, attempt: int, wait: float) -> None:
+        logger.warning("%s: %s; retry %d/%d in %.2f s", obsid, reason(exc), attempt + 1,
+                       config.retries, wait)
+
+    return call_with_retries(attempt, config=config, transient=_transient, give_up=give_up,
+                             announce=announce)
+
+
+def _pps_name(path: Path) -> PpsName:
+    """The name fields of a file this module wrote under its PPS name."""
+    parsed = parse_pps_name(path.name)
+    assert parsed is not None, path
+    return parsed
 
 
 def _choose_exposure(files: Sequence[Path], wanted: str | None) -> str:
     ids = []
     for f in files:
-        m = _PPS_RE.match(f.name)
-        assert m is not None
-        ids.append((f"{m.group('expflag')}{m.group('expno')}", f.stat().st_size))
+        ids.append((_pps_name(f).exposure_id, f.stat().st_size))
     if wanted is not None:
         for eid, _ in ids:
             if eid == wanted:
@@ -472,8 +464,7 @@ def harvest_observation(
             attempts += n
             if chosen is None:
                 chosen = _choose_exposure(files, None)
-            keep = [f for f in files if _PPS_RE.match(f.name).group("expflag")  # type: ignore[union-attr]
-                    + _PPS_RE.match(f.name).group("expno") == chosen]  # type: ignore[union-attr]
+            keep = [f for f in files if _pps_name(f).exposure_id == chosen]
             for f in files:
                 if f not in keep:
                     f.unlink()

@@ -7,7 +7,6 @@ import http.client
 import logging
 import math
 import socket
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ import requests
 
 from xsa_enhance.archive.client import XsaClient
 from xsa_enhance.archive.config import ArchiveConfig, validate_obsid
+from xsa_enhance.archive.retry import call_with_retries
 from xsa_enhance.errors import ConfigError, ObservationError, XsaError
 
 __all__ = [
@@ -234,23 +234,20 @@ def select_observations(
     query = build_query(selection)
     client = XsaClient(config)
     logger.info("TAP %s: %s", config.tap_url, query)
-    table = None
-    for attempt in range(config.retries + 1):
-        try:
-            table = client.query_xsa_tap(query)
-            break
-        except Exception as exc:  # noqa: BLE001 - classified below
-            if not _is_transient_tap(exc):
-                msg = " ".join(str(exc).split())
-                raise ArchiveQueryError(f"TAP query to {config.tap_url} failed: {msg}") from None
-            if attempt == config.retries:
-                raise ArchiveQueryError(
-                    f"TAP service {config.tap_url} unreachable after {attempt + 1} attempts: "
-                    f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
-            wait = min(config.backoff * 2**attempt, config.backoff_max)
-            logger.warning("TAP query failed (%s); retrying in %.1f s", type(exc).__name__, wait)
-            time.sleep(wait)
-    assert table is not None
+
+    def give_up(exc: BaseException, attempts: int, exhausted: bool) -> ArchiveQueryError:
+        if not exhausted:
+            msg = " ".join(str(exc).split())
+            return ArchiveQueryError(f"TAP query to {config.tap_url} failed: {msg}")
+        return ArchiveQueryError(
+            f"TAP service {config.tap_url} unreachable after {attempts} attempts: "
+            f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+
+    def announce(exc: BaseException, attempt: int, wait: float) -> None:
+        logger.warning("TAP query failed (%s); retrying in %.1f s", type(exc).__name__, wait)
+
+    table, _ = call_with_retries(lambda: client.query_xsa_tap(query), config=config,
+                                 transient=_is_transient_tap, give_up=give_up, announce=announce)
     cols = set(table.colnames)
     records: dict[str, ObservationRecord] = {}
     for row in table:

@@ -23,6 +23,7 @@ import numpy as np
 from xsa_enhance.errors import InputFileError
 from xsa_enhance.events.gti import intersect_gtis, normalize_gtis
 from xsa_enhance.events.types import EventList, ObservationMeta
+from xsa_enhance.formats.pps import is_gti_extension, structure_problem
 
 __all__ = ["read_event_list", "DEFAULT_COLUMNS", "ACCEPTED_SUBMODES"]
 
@@ -104,10 +105,11 @@ def read_event_list(
         ) as hdul:
             warnings.simplefilter("always")
             primary = hdul[0].header
-            try:
-                ev_hdu = hdul["EVENTS"]
-            except KeyError:
-                raise InputFileError(p, "no EVENTS extension (not an event list)") from None
+            problem = structure_problem(hdul, "PIEVLI", columns=want or ())
+            if problem is not None:
+                _raise_if_truncated(p, caught)
+                raise InputFileError(p, problem)
+            ev_hdu = hdul["EVENTS"]
             if not isinstance(ev_hdu, fits.BinTableHDU):
                 raise InputFileError(p, "EVENTS is not a binary table")
             headers = [ev_hdu.header, primary]
@@ -115,9 +117,6 @@ def read_event_list(
             names = {n.upper(): n for n in ev_hdu.columns.names}
             if want is None:
                 want = list(names)
-            missing = [c for c in want if c not in names]
-            if missing:
-                raise InputFileError(p, f"EVENTS has no column(s) {', '.join(missing)}")
             nrows = int(ev_hdu.header.get("NAXIS2", 0))
             if nrows == 0:
                 raise InputFileError(p, "the event list is empty (no events)")
@@ -138,9 +137,7 @@ def read_event_list(
                         raise InputFileError(p, f"column {c} is not a scalar column")
                     cols[c] = arr.astype(arr.dtype.newbyteorder("="), copy=False)
             ccd_gtis = _read_ccd_gtis(p, hdul, fits)
-            for w in caught:
-                if "truncat" in str(w.message).lower():
-                    raise InputFileError(p, f"truncated file ({w.message})")
+            _raise_if_truncated(p, caught)
     except InputFileError:
         raise
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
@@ -159,8 +156,6 @@ def read_event_list(
         logger.info("%s: events not in time order; sorting", p)
         order = np.argsort(t, kind="stable")
         cols = {k: v[order] for k, v in cols.items()}
-    if not ccd_gtis:
-        raise InputFileError(p, "no STDGTInn (CCD good time interval) extensions")
     nonempty = {k: v for k, v in ccd_gtis.items() if len(v)}
     if not nonempty:
         raise InputFileError(p, "all CCD GTIs are empty")
@@ -174,6 +169,13 @@ def read_event_list(
         timings["read_s"] = _time.perf_counter() - t0
     logger.debug("read %s: %d events, %d CCD GTI tables", p, len(t), len(ccd_gtis))
     return EventList(path=str(p), meta=meta, columns=cols, ccd_gtis=ccd_gtis, gtis=gtis)
+
+
+def _raise_if_truncated(p: Path, caught: list) -> None:
+    """Raise :class:`InputFileError` when astropy warned that the file is truncated."""
+    for w in caught:
+        if "truncat" in str(w.message).lower():
+            raise InputFileError(p, f"truncated file ({w.message})")
 
 
 def _read_bytes(p: Path) -> bytes:
@@ -273,7 +275,7 @@ def _read_ccd_gtis(p: Path, hdul, fits) -> dict[int, np.ndarray]:
     out: dict[int, np.ndarray] = {}
     for hdu in hdul[1:]:
         name = hdu.name.upper()
-        if not (name.startswith("STDGTI") and name[6:].isdigit()):
+        if not is_gti_extension(name):
             continue
         ccd = int(name[6:])
         if not isinstance(hdu, fits.BinTableHDU):

@@ -13,27 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from xsa_enhance.formats.pps import (
+    EVENT_COLUMN_FORMATS,
+    MJDREF,
+    write_event_file,
+    write_lightcurve_file,
+)
+
 __all__ = ["EVENT_COLUMN_FORMATS", "write_event_list", "write_fbktsr", "event_header"]
-
-#: FITS formats of the PIEVLI EVENTS columns.
-EVENT_COLUMN_FORMATS: dict[str, str] = {
-    "TIME": "D",
-    "RAWX": "I",
-    "RAWY": "I",
-    "DETX": "I",
-    "DETY": "I",
-    "X": "J",
-    "Y": "J",
-    "PHA": "I",
-    "PI": "I",
-    "FLAG": "J",
-    "PATTERN": "B",
-    "PAT_ID": "I",
-    "PAT_SEQ": "B",
-    "CCDNR": "B",
-}
-
-_DTYPES = {"D": np.float64, "I": np.int16, "J": np.int32, "B": np.uint8, "E": np.float32}
 
 
 def event_header(
@@ -79,7 +66,7 @@ def event_header(
         "TSTOP": tstop,
         "ONTIME": tstop - tstart,
         "TIMESYS": "TT",
-        "MJDREF": 50814.0,
+        "MJDREF": MJDREF,
     }
 
 
@@ -98,8 +85,8 @@ def write_event_list(
     path : str or path-like
         Output; gzip-compressed when ``compress`` is True or the name ends in ``.FTZ``/``.gz``.
     events : mapping
-        Column name -> values. Known columns get their PPS formats; missing ones are not
-        written (so tests can build files lacking a column).
+        Column name -> values. Known columns get their PPS formats (no units or limits);
+        missing ones are not written (so tests can build files lacking a column).
     ccd_gtis : mapping of CCD number to (n, 2) intervals, or one (n, 2) list for CCDs 1-12
         The ``STDGTInn`` tables; ``None`` writes none.
     header : mapping, optional
@@ -111,51 +98,11 @@ def write_event_list(
     -------
     Path
     """
-    import gzip
-
-    from astropy.io import fits
-
-    p = Path(path)
-    hdr = dict(event_header() if header is None else header)
-    primary = fits.PrimaryHDU()
-    for k, v in hdr.items():
-        primary.header[k] = v
-    cols = []
-    for name, values in events.items():
-        fmt = EVENT_COLUMN_FORMATS.get(name.upper(), "D")
-        arr = np.asarray(values, dtype=_DTYPES[fmt])
-        cols.append(fits.Column(name=name.upper(), format=fmt, array=arr))
-    ev = fits.BinTableHDU.from_columns(cols, name="EVENTS")
-    for k, v in hdr.items():
-        ev.header[k] = v
-    hdus = [primary, ev]
-    if ccd_gtis is not None:
-        if not isinstance(ccd_gtis, Mapping):
-            ccd_gtis = {c: ccd_gtis for c in range(1, 13)}
-        for ccd in sorted(ccd_gtis):
-            g = np.asarray(ccd_gtis[ccd], dtype=np.float64).reshape(-1, 2)
-            gh = fits.BinTableHDU.from_columns(
-                [
-                    fits.Column(name="START", format="D", unit="s", array=g[:, 0]),
-                    fits.Column(name="STOP", format="D", unit="s", array=g[:, 1]),
-                ],
-                name=f"STDGTI{ccd:02d}",
-            )
-            gh.header["CCDID"] = ccd
-            hdus.append(gh)
-    if compress is None:
-        compress = p.suffix.upper() in (".FTZ", ".GZ")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if compress:
-        import io
-
-        buf = io.BytesIO()
-        fits.HDUList(hdus).writeto(buf)
-        with gzip.open(p, "wb", compresslevel=6) as fh:
-            fh.write(buf.getvalue())
-    else:
-        fits.HDUList(hdus).writeto(p, overwrite=True)
-    return p
+    if ccd_gtis is not None and not isinstance(ccd_gtis, Mapping):
+        ccd_gtis = {c: ccd_gtis for c in range(1, 13)}
+    return write_event_file(path, events, header=event_header() if header is None else header,
+                            gtis=ccd_gtis, gti_keywords=lambda ccd: {"CCDID": ccd},
+                            describe_columns=False, compress=compress)
 
 
 def write_fbktsr(
@@ -191,40 +138,19 @@ def write_fbktsr(
     -------
     Path
     """
-    import gzip
-    import io
-
-    from astropy.io import fits
-
-    p = Path(path)
     t = np.asarray(time, dtype=np.float64)
     r = np.asarray(rate, dtype=np.float32)
     fe = np.ones_like(r) if fracexp is None else np.asarray(fracexp, dtype=np.float32)
-    hdu = fits.BinTableHDU.from_columns(
-        [
-            fits.Column(name="TIME", format="D", unit="s", array=t),
-            fits.Column(name="RATE", format="E", unit="count/s", array=r),
-            fits.Column(name="ERROR", format="E", unit="count/s", array=np.sqrt(np.abs(np.nan_to_num(r)))),
-            fits.Column(name="FRACEXP", format="E", array=fe),
-        ],
-        name="RATE",
-    )
-    hdu.header["HDUCLAS1"] = "LIGHTCURVE"
-    hdu.header["TIMEDEL"] = float(timedel)
-    hdu.header["TSTART"] = float(t[0] - timedel / 2) if len(t) else 0.0
-    hdu.header["TSTOP"] = float(t[-1] + timedel / 2) if len(t) else 0.0
+    header: dict[str, object] = {
+        "HDUCLAS1": "LIGHTCURVE",
+        "TIMEDEL": float(timedel),
+        "TSTART": float(t[0] - timedel / 2) if len(t) else 0.0,
+        "TSTOP": float(t[-1] + timedel / 2) if len(t) else 0.0,
+    }
     if flcutthr is not None:
-        hdu.header["FLCUTTHR"] = float(flcutthr)
-    primary = fits.PrimaryHDU()
-    primary.header["OBS_ID"] = obsid
-    primary.header["INSTRUME"] = "EPN"
-    hdul = fits.HDUList([primary, hdu])
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if p.suffix.upper() in (".FTZ", ".GZ"):
-        buf = io.BytesIO()
-        hdul.writeto(buf)
-        with gzip.open(p, "wb") as fh:
-            fh.write(buf.getvalue())
-    else:
-        hdul.writeto(p, overwrite=True)
-    return p
+        header["FLCUTTHR"] = float(flcutthr)
+    return write_lightcurve_file(
+        path,
+        {"TIME": t, "RATE": r, "ERROR": np.sqrt(np.abs(np.nan_to_num(r))), "FRACEXP": fe},
+        header=header, primary_header={"OBS_ID": obsid, "INSTRUME": "EPN"},
+    )

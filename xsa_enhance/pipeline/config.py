@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from xsa_enhance.archive.config import ArchiveConfig
 from xsa_enhance.errors import ConfigError, XsaError
 
 __all__ = [
@@ -33,30 +34,8 @@ logger = logging.getLogger(__name__)
 LAST_SUCCESSFUL_RUN = "last-successful-run"
 
 
-@dataclass(frozen=True)
-class ArchiveSettings:
-    """Where the archive is (``None``: the real XSA) and how to harvest from it.
-
-    Parameters
-    ----------
-    tap_url, aio_url : str, optional
-        TAP service and AIO download URL (the AIO URL ends with ``?``).
-    credentials_file : str, optional
-        ini file with an ``[xmm_newton]`` section for proprietary data.
-    retries : int
-        Further attempts after a transient failure.
-    timeout_s : float
-        Network timeout per request.
-    backoff_s : float
-        Wait before the first retry (doubled at each further one).
-    """
-
-    tap_url: str | None = None
-    aio_url: str | None = None
-    credentials_file: str | None = None
-    retries: int = 3
-    timeout_s: float = 120.0
-    backoff_s: float = 2.0
+#: The ``archive`` section is the archive stage's own configuration (one set of defaults).
+ArchiveSettings = ArchiveConfig
 
 
 @dataclass(frozen=True)
@@ -189,7 +168,10 @@ class PipelineConfig:
         Product store (local path or fsspec URL).
     storage_options : dict
         fsspec options of the store.
-    archive, selection, enhance, executor
+    archive : xsa_enhance.archive.ArchiveConfig
+        Where the archive is and how to harvest from it (the file's ``archive`` section,
+        read by :meth:`~xsa_enhance.archive.ArchiveConfig.from_section`).
+    selection, enhance, executor
         The sections above.
     events : dict
         Options of :class:`xsa_enhance.events.EventsConfig`.
@@ -209,7 +191,7 @@ class PipelineConfig:
     name: str = "pipeline"
     store: str = "xsa-store.zarr"
     storage_options: dict[str, Any] = field(default_factory=dict)
-    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     selection: SelectionSettings = field(default_factory=SelectionSettings)
     events: dict[str, Any] = field(default_factory=dict)
     enhance: EnhanceSettings = field(default_factory=EnhanceSettings)
@@ -224,6 +206,7 @@ class PipelineConfig:
         """Plain mapping (the shape of the YAML file, ``kind: pipeline`` included)."""
         out = asdict(self)
         out["kind"] = "pipeline"
+        out["archive"] = self.archive.to_section()
         sel = out["selection"]
         sel["obsids"] = list(sel["obsids"])
         sel["cone"] = list(sel["cone"]) if sel["cone"] is not None else None
@@ -258,14 +241,15 @@ class PipelineConfig:
         doc.pop("kind", None)
         doc.pop("description", None)
         sections = {
-            "archive": ArchiveSettings,
             "selection": SelectionSettings,
             "enhance": EnhanceSettings,
             "executor": ExecutorSettings,
         }
         kwargs: dict[str, Any] = {}
         for key, value in doc.items():
-            if key in sections:
+            if key == "archive":
+                kwargs[key] = ArchiveConfig.from_section(value)
+            elif key in sections:
                 sub = dict(value or {})
                 for k, v in list(sub.items()):
                     if isinstance(v, list):

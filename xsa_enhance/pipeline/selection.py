@@ -16,7 +16,6 @@ from xsa_enhance.errors import ConfigError
 from xsa_enhance.obsid import REASON as OBSID_REASON
 from xsa_enhance.obsid import is_obsid
 from xsa_enhance.pipeline.config import LAST_SUCCESSFUL_RUN, PipelineConfig
-from xsa_enhance.pipeline.stages import archive_config
 
 __all__ = ["SelectionPlan", "plan_selection", "resolve_since"]
 
@@ -89,7 +88,7 @@ def plan_selection(config: PipelineConfig, *, store: Any = None, explain: bool =
     since = resolve_since(sel.since, store) if store is not None else (
         None if sel.since == LAST_SUCCESSFUL_RUN else sel.since
     )
-    arch = archive_config(config.archive)
+    arch = config.archive
     try:
         selection = Selection(
             min_duration_ks=float(sel.min_duration_ks),

@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 
 from xsa_enhance.errors import ObservationError
-from xsa_enhance.pipeline.config import ArchiveSettings
+from xsa_enhance.archive.config import ArchiveConfig
 from xsa_enhance.store.records import uncertainty_summary  # the products catalog's columns
 
 __all__ = [
-    "archive_config",
     "harvest_stage",
     "events_stage",
     "enhance_stage",
@@ -39,39 +38,11 @@ CAVEATS: tuple[str, ...] = (
 )
 
 
-def archive_config(settings: ArchiveSettings) -> Any:
-    """Build the archive stage's ``ArchiveConfig`` from the pipeline's archive section.
-
-    Parameters
-    ----------
-    settings : ArchiveSettings
-        Endpoints (``None``: the real XSA), credentials, retries and timeout.
-
-    Returns
-    -------
-    xsa_enhance.archive.ArchiveConfig
-    """
-    from xsa_enhance.archive.config import ArchiveConfig
-
-    kwargs: dict[str, Any] = {
-        "retries": settings.retries,
-        "timeout": settings.timeout_s,
-        "backoff": settings.backoff_s,
-    }
-    if settings.tap_url:
-        kwargs["tap_url"] = settings.tap_url
-    if settings.aio_url:
-        kwargs["aio_url"] = settings.aio_url
-    if settings.credentials_file:
-        kwargs["credentials_file"] = Path(settings.credentials_file)
-    return ArchiveConfig(**kwargs)
-
-
 def harvest_stage(
     obsid: str,
     out_dir: str | os.PathLike[str],
     *,
-    settings: ArchiveSettings,
+    settings: ArchiveConfig,
     exposure_id: str | None = None,
 ) -> Any:
     """Download the PIEVLI and FBKTSR products of one observation into ``out_dir``.
@@ -83,7 +54,7 @@ def harvest_stage(
     out_dir : path-like
         A folder owned by this task (downloads never go to the working directory and the
         astropy download cache is not used).
-    settings : ArchiveSettings
+    settings : ArchiveConfig
         Archive section of the pipeline config.
     exposure_id : str, optional
         The pn exposure the selection chose (``S003``); default: the archive stage's choice.
@@ -101,7 +72,7 @@ def harvest_stage(
     from xsa_enhance.archive import harvest_observation
 
     result = harvest_observation(
-        obsid, Path(out_dir), config=archive_config(settings), exposure_id=exposure_id
+        obsid, Path(out_dir), config=settings, exposure_id=exposure_id
     )
     if result.status == "failed":
         raise ObservationError(obsid, f"harvest failed: {result.reason}")

@@ -1,24 +1,27 @@
-"""PPS product files of the local archive: names, production with the simulator, corruption."""
+"""PPS product files of the local archive: production (with the simulator or minimal), caching,
+corruption. Their names and layout are those of :mod:`xsa_enhance.formats.pps`."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
-import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from astropy.io import fits
 
+from xsa_enhance.atomicio import atomic_path
+from xsa_enhance.formats.pps import (
+    MJDREF,
+    parse_pps_name,
+    pps_file_name,
+    write_event_file,
+    write_lightcurve_file,
+)
 from xsa_enhance.standin.catalog import StandinObservation
 
 __all__ = [
-    "PPS_NAME_RE",
-    "PpsName",
-    "parse_pps_name",
     "Producer",
     "simulate_products",
     "ensure_products",
@@ -26,45 +29,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: PPS file names, e.g. ``P0123700101PNS003PIEVLI0000.FTZ``.
-PPS_NAME_RE = re.compile(
-    r"^P(?P<obsid>\d{10})(?P<inst>[A-Z0-9]{2})(?P<expflag>[SUX])(?P<expno>\d{3})"
-    r"(?P<name>[A-Z0-9]{6})(?P<subset>[0-9A-Z])(?P<source>[0-9A-F]{3})\.(?P<ext>[A-Z]{3})$"
-)
-
 #: A function writing the PPS files of one observation into a folder and returning them.
 Producer = Callable[[Path, StandinObservation], list[Path]]
 
 _CACHE_VERSION = 2
-#: FITS MJDREF of XMM-Newton mission time (TT).
-MJDREF = 50814.0
-
-
-@dataclass(frozen=True)
-class PpsName:
-    """The fields of a PPS file name."""
-
-    obsid: str
-    inst: str
-    expflag: str
-    expno: str
-    name: str
-    subset: str
-    source: str
-    ext: str
-
-    @property
-    def exposure_id(self) -> str:
-        """The exposure identifier, e.g. ``S003``."""
-        return f"{self.expflag}{self.expno}"
-
-
-def parse_pps_name(filename: str) -> PpsName | None:
-    """Split a PPS file name into its fields, or return ``None`` if it is not one."""
-    m = PPS_NAME_RE.match(filename)
-    if m is None:
-        return None
-    return PpsName(**m.groupdict())
 
 
 def _retag_exposure(path: Path, obsid: str, exposure_id: str) -> None:
@@ -76,9 +44,8 @@ def _retag_exposure(path: Path, obsid: str, exposure_id: str) -> None:
                 hdu.header["EXPIDSTR"] = exposure_id
             if "EXP_ID" in hdu.header:
                 hdu.header["EXP_ID"] = f"{obsid}{exposure_id}"
-        tmp = path.with_name(path.name + ".tmp.fits.gz")
-        hdul.writeto(tmp, overwrite=True)
-    tmp.replace(path)
+        with atomic_path(path, suffix=".tmp.fits.gz") as tmp:
+            hdul.writeto(tmp, overwrite=True)
 
 
 def corrupt_file(path: Path) -> None:
@@ -105,7 +72,8 @@ def _corrupt_if_asked(obs: StandinObservation, files: list[Path]) -> None:
     """
     if obs.kind == "corrupt":
         for f in files:
-            if "PIEVLI" in f.name:
+            name = parse_pps_name(f.name)
+            if name is not None and name.name == "PIEVLI":
                 corrupt_file(f)
 
 
@@ -162,7 +130,9 @@ def simulate_products(out_dir: Path, obs: StandinObservation) -> list[Path]:
             continue
         for p in made:
             p = Path(p)
-            target = out_dir / p.name.replace("PNS003", f"PN{exp.exposure_id}")
+            product = parse_pps_name(p.name).name  # type: ignore[union-attr]
+            target = out_dir / pps_file_name(obs.obsid, product=product,
+                                             exposure_id=exp.exposure_id)
             shutil.move(p, target)
             _retag_exposure(target, obs.obsid, exp.exposure_id)
             files.append(target)
@@ -225,17 +195,6 @@ def ensure_products(
     return [obs_dir / n for n in names]
 
 
-def is_gzip(path: Path) -> bool:
-    """Whether a file starts with the gzip magic bytes."""
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
-
-
-def gzip_bytes(data: bytes) -> bytes:
-    """Gzip ``data`` (a helper for producers writing ``.FTZ`` files)."""
-    return gzip.compress(data, mtime=0)
-
-
 def minimal_products(out_dir: Path, obs: StandinObservation) -> list[Path]:
     """Produce small but structurally complete pn PPS files without the simulator.
 
@@ -264,43 +223,31 @@ def minimal_products(out_dir: Path, obs: StandinObservation) -> list[Path]:
         tstart = 6.0e8
         tstop = tstart + exp.duration
         timing = exp.mode == "FastTiming"
-        cols = [
-            fits.Column(name="TIME", format="D", unit="s", array=np.sort(rng.uniform(tstart, tstop, n))),
-            fits.Column(name="RAWX", format="I", array=rng.integers(1, 65, n)),
-            fits.Column(name="RAWY", format="I", array=rng.integers(13, 201, n)),
-            fits.Column(name="DETX", format="I", array=rng.integers(-18000, 13800, n)),
-            fits.Column(name="DETY", format="I", array=rng.integers(-16500, 14300, n)),
-            fits.Column(name="X", format="J", array=rng.integers(1, 51840, n)),
-            fits.Column(name="Y", format="J", array=rng.integers(1, 51840, n)),
-            fits.Column(name="PHA", format="I", array=rng.integers(20, 4000, n)),
-            fits.Column(name="PI", format="I", unit="eV", array=rng.integers(150, 15000, n)),
-            fits.Column(name="FLAG", format="J", array=np.zeros(n, dtype=np.int32)),
-            fits.Column(name="PATTERN", format="B", array=rng.integers(0, 5, n)),
-            fits.Column(name="CCDNR", format="B", array=rng.integers(1, 13, n)),
-        ]
-        common = {
+        events = {
+            "TIME": np.sort(rng.uniform(tstart, tstop, n)),
+            "RAWX": rng.integers(1, 65, n),
+            "RAWY": rng.integers(13, 201, n),
+            "DETX": rng.integers(-18000, 13800, n),
+            "DETY": rng.integers(-16500, 14300, n),
+            "X": rng.integers(1, 51840, n),
+            "Y": rng.integers(1, 51840, n),
+            "PHA": rng.integers(20, 4000, n),
+            "PI": rng.integers(150, 15000, n),
+            "FLAG": np.zeros(n, dtype=np.int32),
+            "PATTERN": rng.integers(0, 5, n),
+            "CCDNR": rng.integers(1, 13, n),
+        }
+        header = {
             "OBS_ID": obs.obsid, "EXP_ID": f"{obs.obsid}{exp.exposure_id}",
             "EXPIDSTR": exp.exposure_id, "INSTRUME": "EPN",
             "DATAMODE": "TIMING" if timing else "IMAGING", "SUBMODE": exp.mode,
             "FILTER": exp.filter, "RA_PNT": obs.ra, "DEC_PNT": obs.dec,
             "PA_PNT": obs.position_angle, "TSTART": tstart, "TSTOP": tstop,
-            "ONTIME": exp.duration, "TIMESYS": "TT", "MJDREF": 50814.0,
+            "ONTIME": exp.duration, "TIMESYS": "TT", "MJDREF": MJDREF,
         }
-        primary = fits.PrimaryHDU()
-        events = fits.BinTableHDU.from_columns(cols, name="EVENTS")
-        for hdu in (primary, events):
-            for key, val in common.items():
-                hdu.header[key] = val
-        hdus: list[fits.hdu.base.ExtensionHDU] = [events]
-        for ccd in range(1, 13):
-            gti = fits.BinTableHDU.from_columns(
-                [fits.Column(name="START", format="D", array=[tstart]),
-                 fits.Column(name="STOP", format="D", array=[tstop])], name=f"STDGTI{ccd:02d}")
-            hdus.append(gti)
-        stem = f"P{obs.obsid}PN{exp.exposure_id}"
-        pievli = out_dir / f"{stem}PIEVLI0000.FTZ"
-        fits.HDUList([primary, *hdus]).writeto(pievli, output_verify="silentfix")
-        _gzip_in_place(pievli)
+        pievli = out_dir / pps_file_name(obs.obsid, exposure_id=exp.exposure_id)
+        write_event_file(pievli, events, header=header,
+                         gtis={ccd: [[tstart, tstop]] for ccd in range(1, 13)})
         files.append(pievli)
         if not timing and k == 0:
             nb = max(2, int(exp.duration // 100))
@@ -308,24 +255,15 @@ def minimal_products(out_dir: Path, obs: StandinObservation) -> list[Path]:
             rate = np.abs(rng.normal(0.2, 0.03, nb)).astype("f4")
             if obs.kind == "flares":
                 rate[nb // 3: nb // 2] *= 30
-            lc = fits.BinTableHDU.from_columns(
-                [fits.Column(name="TIME", format="D", array=t),
-                 fits.Column(name="RATE", format="E", array=rate),
-                 fits.Column(name="ERROR", format="E", array=np.sqrt(rate * 100) / 100),
-                 fits.Column(name="FRACEXP", format="E", array=np.ones(nb, dtype="f4"))],
-                name="RATE")
-            lc.header.update({"TSTART": tstart, "TSTOP": tstop, "TIMEDEL": 100.0,
-                              "HDUCLAS1": "LIGHTCURVE", "FLCUTTHR": 0.4, "OBS_ID": obs.obsid})
-            fbk = out_dir / f"{stem}FBKTSR0000.FTZ"
-            p0 = fits.PrimaryHDU()
-            p0.header["OBS_ID"] = obs.obsid
-            fits.HDUList([p0, lc]).writeto(fbk)
-            _gzip_in_place(fbk)
+            fbk = out_dir / pps_file_name(obs.obsid, product="FBKTSR", exposure_id=exp.exposure_id)
+            write_lightcurve_file(
+                fbk,
+                {"TIME": t, "RATE": rate, "ERROR": np.sqrt(rate * 100) / 100,
+                 "FRACEXP": np.ones(nb, dtype="f4")},
+                header={"TSTART": tstart, "TSTOP": tstop, "TIMEDEL": 100.0,
+                        "HDUCLAS1": "LIGHTCURVE", "FLCUTTHR": 0.4, "OBS_ID": obs.obsid},
+                primary_header={"OBS_ID": obs.obsid},
+            )
             files.append(fbk)
     _corrupt_if_asked(obs, files)
     return files
-
-
-def _gzip_in_place(path: Path) -> None:
-    data = path.read_bytes()
-    path.write_bytes(gzip_bytes(data))

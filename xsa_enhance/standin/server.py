@@ -21,6 +21,7 @@ from astropy.io.votable import from_table
 from astropy.io.votable.tree import Info
 from astropy.table import MaskedColumn, Table
 
+from xsa_enhance.formats.pps import parse_pps_name
 from xsa_enhance.standin.adql import AdqlError, register_functions, translate_adql
 from xsa_enhance.standin.catalog import (
     TABLE_COLUMNS,
@@ -29,7 +30,7 @@ from xsa_enhance.standin.catalog import (
     plan_observations,
 )
 from xsa_enhance.standin.faults import FaultPlan, FaultState
-from xsa_enhance.standin.products import Producer, ensure_products, parse_pps_name
+from xsa_enhance.standin.products import Producer, ensure_products
 
 __all__ = ["LocalArchive", "TAP_PATH", "AIO_PATH", "DEFAULT_CREDENTIALS"]
 
