@@ -10,8 +10,9 @@ from typing import Any
 import click
 
 from xsa_enhance.cli.common import UserError
-from xsa_enhance.errors import ConfigError
-from xsa_enhance.training.ship import ShipOptions, parse_stages, run_recipe
+# The shipping recipe defines its own click command (it is also ``python -m
+# xsa_enhance.training.ship``); it is registered here with the other training commands.
+from xsa_enhance.training.ship import ship_models_cmd
 
 __all__ = ["train_cmd", "evaluate_cmd", "psf_test_cmd", "flux_test_cmd", "ship_models_cmd"]
 
@@ -239,53 +240,3 @@ def flux_test_cmd(model_name: str, out_dir: str, clamps: tuple[str, ...], seed: 
     res = run_flux_test(model_name, out_dir, clamps=clamps or None, seed=seed,
                         allow_clamp_mismatch=allow_clamp_mismatch)
     click.echo(json.dumps(res.summary()))
-
-
-def _ship_stages(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    try:
-        parse_stages(value)
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc)) from exc
-    return value
-
-
-# The recipe's defaults are those of ShipOptions.
-@click.command("ship-models")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Work directory (training sets, runs, evaluation, ship_summary.json).")
-@click.option("--stages", default=ShipOptions.stages, show_default=True, callback=_ship_stages,
-              help="Comma-separated subset of the stages, run in the recipe's order.")
-@click.option("--kinds", default=ShipOptions.kinds, show_default=True)
-@click.option("--n", type=int, default=ShipOptions.n, show_default=True,
-              help="Training pairs per kind.")
-@click.option("--data-seed", type=int, default=ShipOptions.data_seed, show_default=True)
-@click.option("--test-n", type=int, default=ShipOptions.test_n, show_default=True,
-              help="Pairs in the held-out store.")
-@click.option("--test-seed", type=int, default=ShipOptions.test_seed, show_default=True)
-@click.option("--minutes", type=float, default=ShipOptions.minutes, show_default=True,
-              help="Training wall-clock limit.")
-@click.option("--seed", type=int, default=ShipOptions.seed, show_default=True, help="Training seed.")
-@click.option("--preset", default=ShipOptions.preset, show_default=True)
-@click.option("--resume", is_flag=True)
-@click.option("--eval-images", type=int, default=ShipOptions.eval_images, show_default=True)
-@click.option("--eval-seed", type=int, default=ShipOptions.eval_seed, show_default=True)
-@click.option("--registry-dir", default=ShipOptions.registry_dir)
-@click.option("--version", default=ShipOptions.version, show_default=True,
-              help="Model version in the registered names (xmm-superres-VERSION).")
-@click.option("--points", is_flag=True,
-              help="Training sets with the bright point-source component.")
-@click.option("--target-noise", type=click.Choice(["poisson", "none"]),
-              default=ShipOptions.target_noise, show_default=True,
-              help="Training-set targets: Poisson-sampled or expected counts.")
-@click.option("--anneal-minutes", type=float, default=ShipOptions.anneal_minutes, show_default=True,
-              help="Wall-clock limit of the anneal stage (0: no anneal stage).")
-@click.option("--anneal-lr", type=float, default=ShipOptions.anneal_lr, show_default=True,
-              help="Learning rate of the anneal stage (seed: --seed + 1).")
-@click.option("--init-from", default=ShipOptions.init_from,
-              help="Fine-tune from this round's registered models (e.g. v2).")
-def ship_models_cmd(out: str, **options: Any) -> None:
-    """Make the shipped models: data, train, anneal, register, evaluate, card.
-
-    Each stage reads what the previous ones wrote in OUT; see docs/models.md.
-    """
-    run_recipe(Path(out), ShipOptions(**options))

@@ -41,12 +41,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import click
+
 from xsa_enhance.atomicio import write_text_atomic
+from xsa_enhance.errors import ConfigError
 from xsa_enhance.logsetup import configure_logging
 
 __all__ = ["NAMES", "STAGES", "ShipOptions", "names_for", "parse_stages", "make_data",
            "train_both", "anneal_both", "register_both", "register_run", "evaluate_both",
-           "card_tables", "run_recipe"]
+           "card_tables", "run_recipe", "ship_models_cmd"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +60,6 @@ NAMES: dict[str, str] = {"sr": "xmm-superres-v1", "dn": "xmm-denoise-v1"}
 def names_for(version: str = "v1") -> dict[str, str]:
     """Registry names of a training round, e.g. ``names_for("v2")["sr"] == "xmm-superres-v2"``."""
     if not version or not version.startswith("v") or not version[1:].isdigit():
-        from xsa_enhance.errors import ConfigError
-
         raise ConfigError(f"model version must look like 'v2', got {version!r}")
     return {"sr": f"xmm-superres-{version}", "dn": f"xmm-denoise-{version}"}
 
@@ -440,8 +441,6 @@ def parse_stages(text: str) -> list[str]:
     stages = [s for s in text.split(",") if s]
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
-        from xsa_enhance.errors import ConfigError
-
         raise ConfigError(f"unknown stage(s) {unknown}; choose from {','.join(STAGES)}")
     return stages
 
@@ -501,9 +500,57 @@ def run_recipe(work: Path, options: ShipOptions) -> dict[str, Any]:
     return summary
 
 
-if __name__ == "__main__":  # pragma: no cover - ``python -m xsa_enhance.training.ship``
-    # The program entry point: the options are those of the CLI command.
-    from xsa_enhance.cli.training import ship_models_cmd
+def _ship_stages(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """Check ``--stages`` when the command line is parsed."""
+    try:
+        parse_stages(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    return value
 
+
+# The recipe's defaults are those of ShipOptions.
+@click.command("ship-models")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Work directory (training sets, runs, evaluation, ship_summary.json).")
+@click.option("--stages", default=ShipOptions.stages, show_default=True, callback=_ship_stages,
+              help="Comma-separated subset of the stages, run in the recipe's order.")
+@click.option("--kinds", default=ShipOptions.kinds, show_default=True)
+@click.option("--n", type=int, default=ShipOptions.n, show_default=True,
+              help="Training pairs per kind.")
+@click.option("--data-seed", type=int, default=ShipOptions.data_seed, show_default=True)
+@click.option("--test-n", type=int, default=ShipOptions.test_n, show_default=True,
+              help="Pairs in the held-out store.")
+@click.option("--test-seed", type=int, default=ShipOptions.test_seed, show_default=True)
+@click.option("--minutes", type=float, default=ShipOptions.minutes, show_default=True,
+              help="Training wall-clock limit.")
+@click.option("--seed", type=int, default=ShipOptions.seed, show_default=True, help="Training seed.")
+@click.option("--preset", default=ShipOptions.preset, show_default=True)
+@click.option("--resume", is_flag=True)
+@click.option("--eval-images", type=int, default=ShipOptions.eval_images, show_default=True)
+@click.option("--eval-seed", type=int, default=ShipOptions.eval_seed, show_default=True)
+@click.option("--registry-dir", default=ShipOptions.registry_dir)
+@click.option("--version", default=ShipOptions.version, show_default=True,
+              help="Model version in the registered names (xmm-superres-VERSION).")
+@click.option("--points", is_flag=True,
+              help="Training sets with the bright point-source component.")
+@click.option("--target-noise", type=click.Choice(["poisson", "none"]),
+              default=ShipOptions.target_noise, show_default=True,
+              help="Training-set targets: Poisson-sampled or expected counts.")
+@click.option("--anneal-minutes", type=float, default=ShipOptions.anneal_minutes, show_default=True,
+              help="Wall-clock limit of the anneal stage (0: no anneal stage).")
+@click.option("--anneal-lr", type=float, default=ShipOptions.anneal_lr, show_default=True,
+              help="Learning rate of the anneal stage (seed: --seed + 1).")
+@click.option("--init-from", default=ShipOptions.init_from,
+              help="Fine-tune from this round's registered models (e.g. v2).")
+def ship_models_cmd(out: str, **options: Any) -> None:
+    """Make the shipped models: data, train, anneal, register, evaluate, card.
+
+    Each stage reads what the previous ones wrote in OUT; see docs/models.md.
+    """
+    run_recipe(Path(out), ShipOptions(**options))
+
+
+if __name__ == "__main__":  # pragma: no cover - ``python -m xsa_enhance.training.ship``
     configure_logging("INFO")
     ship_models_cmd.main(prog_name="python -m xsa_enhance.training.ship")
