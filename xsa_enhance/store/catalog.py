@@ -339,24 +339,28 @@ class Catalog:
             logger.info("catalog %s: added columns %s (filled for %d older rows)", self.name,
                         ", ".join(added), rows_before)
 
-    def column(self, name: str) -> np.ndarray:
-        """Return the published values of one column."""
+    def column(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """Return the published values of one column (only ``rows`` when given).
+
+        ``rows`` are published row numbers; only the chunks holding them are read.
+        """
         n = self.nrows
+        n_out = n if rows is None else len(rows)
         if self._is_late_missing(name):
             col = next(c for c in self.columns if c.name == name)
             if col.dtype == "str":
-                return np.full(n, col.fill_value, dtype=str)
-            return np.full(n, col.fill_value, dtype=col.dtype)
+                return np.full(n_out, col.fill_value, dtype=str)
+            return np.full(n_out, col.fill_value, dtype=col.dtype)
         arr = self._column_array(name)
         if arr.shape[0] < n:
             raise CatalogCorruptError(
                 f"catalog {self.name}: column {name!r} has {arr.shape[0]} rows, "
                 f"{n} published"
             )
-        if n == 0:
+        if n_out == 0:
             kind = next(c.dtype for c in self.columns if c.name == name)
             return np.zeros(0, dtype="U1" if kind == "str" else kind)
-        values = np.asarray(arr[:n])
+        values = np.asarray(arr[:n] if rows is None else arr.get_coordinate_selection(rows))
         if values.dtype.kind == "T" or values.dtype == object:
             values = np.array(values.tolist(), dtype=str)
         return values
@@ -444,11 +448,22 @@ class Catalog:
         logger.debug("catalog %s: wrote rows %d..%d", self.name, n0, n1)
         return n1
 
-    def read(self) -> Table:
-        """Return the published rows as an astropy Table with units and descriptions."""
+    def read(self, rows: Sequence[int] | np.ndarray | None = None) -> Table:
+        """Return the published rows (or only ``rows``, in that order) as an astropy Table
+        with units and descriptions.
+
+        Raises
+        ------
+        IndexError
+            A row number outside the published rows.
+        """
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.int64)
+            if len(rows) and (rows.min() < 0 or rows.max() >= self.nrows):
+                raise IndexError(f"catalog {self.name}: rows outside 0..{self.nrows - 1}")
         table = Table()
         for col in self.columns:
-            values = self.column(col.name)
+            values = self.column(col.name, rows)
             table[col.name] = values
             if col.unit:
                 table[col.name].unit = col.unit

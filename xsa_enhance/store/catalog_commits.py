@@ -41,9 +41,10 @@ class CheckedCatalog(Catalog):
 
     store_url: str = ""
 
-    def column(self, name: str) -> np.ndarray:  # noqa: D102 - see Catalog.column
+    def column(self, name: str, rows: np.ndarray | None = None  # noqa: D102 - Catalog.column
+               ) -> np.ndarray:
         try:
-            return super().column(name)
+            return super().column(name, rows)
         except Exception as exc:  # noqa: BLE001 - codec/shape errors of damaged chunks
             where = f"{self.store_url.rstrip('/')}/{self.group.path}/{name}"
             text = " ".join(str(exc).split())[:120]

@@ -23,7 +23,7 @@ from astropy.coordinates import angular_separation
 from astropy.table import Table
 from astropy_healpix import HEALPix
 
-from xsa_enhance.store.catalog import LATE_COLUMNS, Catalog
+from xsa_enhance.store.catalog import Catalog
 from xsa_enhance.store.sky_index import (
     DEPTH,
     INDEX_GROUP,
@@ -288,7 +288,7 @@ def near_rows(catalog: Catalog, ra: np.ndarray, dec: np.ndarray, radius: float, 
 def read_rows(catalog: Catalog, rows: Iterable[int] | np.ndarray) -> Table:
     """Read some rows of a catalog (all columns) as an astropy Table.
 
-    Like :meth:`Catalog.read` restricted to ``rows``: only the chunks holding them are read.
+    :meth:`Catalog.read` restricted to ``rows``: only the chunks holding them are read.
 
     Parameters
     ----------
@@ -302,32 +302,7 @@ def read_rows(catalog: Catalog, rows: Iterable[int] | np.ndarray) -> Table:
     astropy.table.Table
     """
     rows = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows, dtype=np.int64)
-    if len(rows) and (rows.min() < 0 or rows.max() >= catalog.nrows):
-        raise IndexError(f"catalog {catalog.name}: rows outside 0..{catalog.nrows - 1}")
-    table = Table()
-    late = LATE_COLUMNS.get(catalog.name, frozenset())
-    for col in catalog.columns:
-        try:
-            arr = catalog.group[col.name]
-        except KeyError:
-            if col.name not in late:
-                raise
-            arr = None
-        if arr is None:
-            values = np.full(len(rows), col.fill_value,
-                             dtype=str if col.dtype == "str" else col.dtype)
-        elif len(rows) == 0:
-            values = np.zeros(0, dtype="U1" if col.dtype == "str" else col.dtype)
-        else:
-            values = np.asarray(arr.get_coordinate_selection(rows))
-            if values.dtype.kind == "T" or values.dtype == object:
-                values = np.array(values.tolist(), dtype=str)
-        table[col.name] = values
-        if col.unit:
-            table[col.name].unit = col.unit
-        table[col.name].description = col.description
-    table.meta["catalog"] = catalog.name
-    return table
+    return catalog.read(rows)
 
 
 def cone_table(catalog: Catalog, ra: float, dec: float, radius: float, *,
