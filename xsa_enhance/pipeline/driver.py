@@ -33,6 +33,7 @@ from xsa_enhance.pipeline.tasks import ObservationOutcome, ProductOutcome, obser
 from xsa_enhance.pipeline.weights import ModelInfo, resolve_models
 from xsa_enhance.store import ProductStore, utcnow
 from xsa_enhance.store.lease import StoreLease, describe_holder
+from xsa_enhance.store.records import catalog_row
 
 __all__ = ["PipelineRun", "no_products_reason"]
 
@@ -355,19 +356,20 @@ class PipelineRun:
         if st.failures and st.status == "ok":
             st.status, st.stage = "failed", "enhance"
             st.reason = f"{len(st.failures)} product(s) failed: {st.failures[0]}"
-        row = {
-            "run_id": self.run_id,
-            "obsid": st.obsid,
-            "status": st.status,
-            "stage": st.stage or "store",
-            "reason": st.reason,
-            "n_slices": st.n_slices,
-            "n_products": st.n_products,
-            "started": st.started,
-            "finished": utcnow(),
-            "duration": st.task_s,
-            "software_version": __version__,
-        }
+        row = catalog_row(
+            "runs",
+            run_id=self.run_id,
+            obsid=st.obsid,
+            status=st.status,
+            stage=st.stage or "store",
+            reason=st.reason,
+            n_slices=st.n_slices,
+            n_products=st.n_products,
+            started=st.started,
+            finished=utcnow(),
+            duration=st.task_s,
+            software_version=__version__,
+        )
         self.batch.setdefault("runs", []).append(row)
         self.summary.outcomes.append(
             {"obsid": st.obsid, "status": st.status, "stage": row["stage"], "reason": st.reason}
