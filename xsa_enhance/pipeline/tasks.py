@@ -30,6 +30,7 @@ from xsa_enhance.pipeline.config import ArchiveSettings
 from xsa_enhance.pipeline.stages import CAVEATS, enhance_stage, events_stage, harvest_stage
 from xsa_enhance.store import ProductStore, utcnow
 from xsa_enhance.store.ingest import StoredSlice, write_enhanced, write_observation
+from xsa_enhance.store.records import source_rows
 
 __all__ = [
     "ObservationOutcome",
@@ -108,18 +109,18 @@ def _open_store(store_url: str, storage_options: dict[str, Any] | None) -> Produ
 
 def _input_sources(slices: list[StoredSlice]) -> list[dict[str, Any]]:
     """Sources detected on the stored 1x slice images themselves (``xsa_enhance.detect``)."""
-    from xsa_enhance.detect.catalog import detect_rows
+    from xsa_enhance.detect.slice_sources import detect_slice_sources
 
     rows: list[dict[str, Any]] = []
     for s in slices:
         if s.image.grid.name != "1x":
             continue
         im = s.image
-        rows += detect_rows(np.asarray(im.counts), float(im.exposure_s),
-                            np.asarray(im.mask, dtype=bool), attrs=s.attrs,
-                            base={**{k: s.row[k] for k in (
-                                "obsid", "expidstr", "slice_id", "length_ks")},
-                                "model": "input", "clamp_mode": ""})
+        table = detect_slice_sources(np.asarray(im.counts), float(im.exposure_s),
+                                     np.asarray(im.mask, dtype=bool), attrs=s.attrs)
+        base = {**{k: s.row[k] for k in ("obsid", "expidstr", "slice_id", "length_ks")},
+                "model": "input", "clamp_mode": ""}
+        rows += source_rows(table, base=base, kind="input")
     return rows
 
 
@@ -346,12 +347,13 @@ def product_task(
                              caveats=CAVEATS)
         timings["product_write_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        from xsa_enhance.detect.catalog import detect_rows
+        from xsa_enhance.detect.slice_sources import detect_slice_sources
 
-        sources = detect_rows(
+        table = detect_slice_sources(
             data.counts, exposure_s, np.asarray(data.mask, dtype=bool), attrs=data.attrs,
-            output=out, kind=model.kind, factor=int(model.factor), base={k: row[k] for k in (
-                "obsid", "expidstr", "slice_id", "length_ks", "model", "clamp_mode")})
+            output=out, kind=model.kind, factor=int(model.factor))
+        sources = source_rows(table, kind=model.kind, base={k: row[k] for k in (
+            "obsid", "expidstr", "slice_id", "length_ks", "model", "clamp_mode")})
         timings["detect_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start
         return ProductOutcome(

@@ -22,6 +22,7 @@ __all__ = [
     "float_or_nan",
     "image_slice_id",
     "pointing_fields",
+    "source_rows",
     "uncertainty_summary",
 ]
 
@@ -63,6 +64,34 @@ def catalog_row(catalog: str, **values: Any) -> dict[str, Any]:
         raise ValueError(f"catalog {catalog}: row has missing columns {sorted(missing)} and "
                          f"unknown columns {sorted(extra)}")
     return dict(values)
+
+
+def source_rows(table: Any, *, base: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """Rows of the ``sources`` catalog from a detection table.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        Columns of :data:`xsa_enhance.detect.find.SOURCE_COLUMNS` (``ID``, ``X``, ``Y``,
+        ``RA``, ``DEC``, ``RATE``, ``RATE_ERR``, ``SIGNIF``, ``DET_SIGNIF``, ``EXTENT``,
+        ``POINTLIKE``, ``FLAGS``).
+    base : dict
+        ``obsid``, ``expidstr``, ``slice_id``, ``length_ks``, ``model``, ``clamp_mode``.
+    kind : str
+        ``input``, ``dn`` or ``sr``.
+
+    Returns
+    -------
+    list of dict
+        Rows without ``run_id`` / ``created`` (filled in at commit).
+    """
+    return [catalog_row(
+        "sources", **base, kind=kind, source_id=int(r["ID"]), x=float(r["X"]),
+        y=float(r["Y"]), ra=float(r["RA"]), dec=float(r["DEC"]), rate=float(r["RATE"]),
+        rate_err=float(r["RATE_ERR"]), signif=float(r["SIGNIF"]),
+        det_signif=float(r["DET_SIGNIF"]), extent=float(r["EXTENT"]),
+        pointlike=bool(r["POINTLIKE"]), flags=int(r["FLAGS"]),
+    ) for r in table]
 
 
 def image_slice_id(image: Any) -> str:
