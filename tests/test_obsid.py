@@ -81,11 +81,11 @@ def test_store_paths_refuse_bad_ids(bad, tmp_path):
 
 
 def test_observation_task_refuses_before_building_any_path(tmp_path):
-    from xsa_enhance.pipeline.config import ArchiveSettings
+    from xsa_enhance.archive.config import ArchiveConfig
     from xsa_enhance.pipeline.tasks import observation_task
 
     work = tmp_path / "work"
-    out = observation_task("../x", store_url=str(tmp_path / "s.zarr"), archive=ArchiveSettings(),
+    out = observation_task("../x", store_url=str(tmp_path / "s.zarr"), archive=ArchiveConfig(),
                            events={}, work_dir=str(work))
     assert out.status == "failed" and out.stage == "harvest"
     assert out.reason.startswith("not an XMM-Newton observation id")
@@ -97,7 +97,7 @@ def test_events_failure_reason_names_the_product_and_obsid_not_the_scratch_path(
     from types import SimpleNamespace
 
     from xsa_enhance.pipeline import tasks
-    from xsa_enhance.pipeline.config import ArchiveSettings
+    from xsa_enhance.archive.config import ArchiveConfig
 
     seen = {}
 
@@ -110,7 +110,7 @@ def test_events_failure_reason_names_the_product_and_obsid_not_the_scratch_path(
     monkeypatch.setattr(tasks, "harvest_stage", fake_harvest)
     work = tmp_path / "work"
     out = tasks.observation_task("0123700101", store_url=str(tmp_path / "s.zarr"),
-                                 archive=ArchiveSettings(), events={}, work_dir=str(work))
+                                 archive=ArchiveConfig(), events={}, work_dir=str(work))
     assert out.status == "failed" and out.stage == "events", out
     assert out.reason.startswith("P0123700101PNS003PIEVLI0000.FTZ (observation 0123700101): "), out
     scratch = seen["path"].rsplit("/", 1)[0]

@@ -99,6 +99,9 @@ SOURCE_COLUMNS: tuple[tuple[str, str, str], ...] = (
 class DetectionConfig:
     """Parameters of :func:`detect_sources` (lengths in input pixels).
 
+    The thresholds and smoothing default to those of the ``input`` mode
+    (:data:`DEFAULT_THRESHOLDS`); :func:`config_for_mode` gives another mode's.
+
     Attributes
     ----------
     min_signif : float
@@ -123,9 +126,9 @@ class DetectionConfig:
         At most this many candidates (the highest smoothed peaks) are measured.
     """
 
-    min_signif: float = 4.5
-    min_det_signif: float = 0.0
-    smooth_px: float = 0.5
+    min_signif: float = DEFAULT_THRESHOLDS["input"]["min_signif"]
+    min_det_signif: float = DEFAULT_THRESHOLDS["input"]["min_det_signif"]
+    smooth_px: float = DEFAULT_THRESHOLDS["input"]["smooth_px"]
     min_separation_px: float = 2.5
     aperture_px: float = 2.0
     annulus_px: tuple[float, float] = (5.0, 10.0)

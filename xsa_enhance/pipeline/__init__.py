@@ -8,7 +8,6 @@ functions; :mod:`~xsa_enhance.pipeline.tasks` groups them into the units an exec
 
 from xsa_enhance.pipeline.config import (
     LAST_SUCCESSFUL_RUN,
-    ArchiveSettings,
     EnhanceSettings,
     ExecutorSettings,
     PipelineConfig,
@@ -21,12 +20,13 @@ from xsa_enhance.pipeline.executors import (
     default_worker_count,
     make_executor,
 )
-from xsa_enhance.pipeline.run import ModelInfo, ProgressState, RunSummary, resolve_models, run_pipeline
+from xsa_enhance.pipeline.run import run_pipeline
+from xsa_enhance.pipeline.summary import ProgressState, RunSummary
+from xsa_enhance.pipeline.weights import ModelInfo, resolve_models
 from xsa_enhance.pipeline.selection import SelectionPlan, plan_selection
 
 __all__ = [
     "LAST_SUCCESSFUL_RUN",
-    "ArchiveSettings",
     "DaskExecutor",
     "EnhanceSettings",
     "ExecutorSettings",

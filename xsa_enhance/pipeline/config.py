@@ -18,7 +18,6 @@ from xsa_enhance.archive.config import ArchiveConfig
 from xsa_enhance.errors import ConfigError, XsaError
 
 __all__ = [
-    "ArchiveSettings",
     "SelectionSettings",
     "EnhanceSettings",
     "ExecutorSettings",
@@ -32,10 +31,6 @@ logger = logging.getLogger(__name__)
 
 #: Value of ``selection.since`` meaning "the start of the last run that finished".
 LAST_SUCCESSFUL_RUN = "last-successful-run"
-
-
-#: The ``archive`` section is the archive stage's own configuration (one set of defaults).
-ArchiveSettings = ArchiveConfig
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from xsa_enhance.archive.config import ArchiveConfig
 from xsa_enhance.errors import InputFileError, ObservationError, XsaError
 from xsa_enhance.obsid import validate_obsid
-from xsa_enhance.pipeline.config import ArchiveSettings
 from xsa_enhance.pipeline.stages import CAVEATS, enhance_stage, events_stage, harvest_stage
 from xsa_enhance.store import ProductStore, utcnow
 from xsa_enhance.store.ingest import StoredSlice, write_enhanced, write_observation
@@ -129,7 +129,7 @@ def observation_task(
     *,
     store_url: str,
     storage_options: dict[str, Any] | None = None,
-    archive: ArchiveSettings,
+    archive: ArchiveConfig,
     events: dict[str, Any],
     record: dict[str, Any] | None = None,
     work_dir: str | None = None,
@@ -145,7 +145,7 @@ def observation_task(
         Product store (the task opens its own handle).
     storage_options : dict, optional
         fsspec options of the store.
-    archive : ArchiveSettings
+    archive : ArchiveConfig
         Archive section of the pipeline config.
     events : dict
         Options of :class:`~xsa_enhance.events.EventsConfig`.

@@ -49,7 +49,7 @@ from xsa_enhance.logsetup import configure_logging
 
 __all__ = ["NAMES", "STAGES", "ShipOptions", "names_for", "parse_stages", "make_data",
            "train_both", "anneal_both", "register_both", "register_run", "evaluate_both",
-           "card_tables", "run_recipe", "ship_models_cmd"]
+           "card_tables", "check_options", "run_recipe", "ship_models_cmd"]
 
 logger = logging.getLogger(__name__)
 
@@ -445,6 +445,30 @@ def parse_stages(text: str) -> list[str]:
     return stages
 
 
+def check_options(options: ShipOptions) -> tuple[list[str], tuple[str, ...], dict[str, str]]:
+    """Check the options before anything is written.
+
+    Returns
+    -------
+    (stages, kinds, names)
+        The stages to run, the model kinds and the registry names of ``options.version``.
+
+    Raises
+    ------
+    ConfigError
+        An unknown stage or kind, or a malformed version (``--version``, ``--init-from``).
+    """
+    stages = parse_stages(options.stages)
+    kinds = tuple(k for k in options.kinds.split(",") if k)
+    unknown = sorted(set(kinds) - {"sr", "dn"})
+    if unknown or not kinds:
+        raise ConfigError(f"--kinds must name sr and/or dn, got {options.kinds!r}")
+    names = names_for(options.version)
+    if options.init_from:
+        names_for(options.init_from)
+    return stages, kinds, names
+
+
 def run_recipe(work: Path, options: ShipOptions) -> dict[str, Any]:
     """Run the recipe's stages in order in the work directory ``work`` (created).
 
@@ -469,10 +493,9 @@ def run_recipe(work: Path, options: ShipOptions) -> dict[str, Any]:
         An unknown stage or a malformed version.
     """
     o = options
+    stages, kinds, names = check_options(o)
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
-    kinds = tuple(k for k in o.kinds.split(",") if k)
-    stages = parse_stages(o.stages)
     summary_path = work / "ship_summary.json"
     summary: dict[str, Any] = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     summary["args"] = {"out": str(work), **asdict(o)}
@@ -486,7 +509,6 @@ def run_recipe(work: Path, options: ShipOptions) -> dict[str, Any]:
     if "anneal" in stages and o.anneal_minutes > 0:
         anneal_both(work, minutes=o.anneal_minutes, seed=o.seed + 1, preset=o.preset,
                     lr=o.anneal_lr, kinds=kinds)
-    names = names_for(o.version)
     if "register" in stages:
         summary["registered"] = register_both(work, registry_dir=o.registry_dir, kinds=kinds,
                                               names=names)
@@ -500,20 +522,11 @@ def run_recipe(work: Path, options: ShipOptions) -> dict[str, Any]:
     return summary
 
 
-def _ship_stages(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    """Check ``--stages`` when the command line is parsed."""
-    try:
-        parse_stages(value)
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc)) from exc
-    return value
-
-
 # The recipe's defaults are those of ShipOptions.
 @click.command("ship-models")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Work directory (training sets, runs, evaluation, ship_summary.json).")
-@click.option("--stages", default=ShipOptions.stages, show_default=True, callback=_ship_stages,
+@click.option("--stages", default=ShipOptions.stages, show_default=True,
               help="Comma-separated subset of the stages, run in the recipe's order.")
 @click.option("--kinds", default=ShipOptions.kinds, show_default=True)
 @click.option("--n", type=int, default=ShipOptions.n, show_default=True,
@@ -548,7 +561,12 @@ def ship_models_cmd(out: str, **options: Any) -> None:
 
     Each stage reads what the previous ones wrote in OUT; see docs/models.md.
     """
-    run_recipe(Path(out), ShipOptions(**options))
+    opts = ShipOptions(**options)
+    try:
+        check_options(opts)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    run_recipe(Path(out), opts)
 
 
 if __name__ == "__main__":  # pragma: no cover - ``python -m xsa_enhance.training.ship``
