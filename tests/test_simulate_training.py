@@ -194,7 +194,7 @@ def test_sr_input_keeps_where_in_its_pixel_a_source_lies(monkeypatch) -> None:
         iy, ix = 300 + dy, 300 + dx  # 1x pixel (150, 150), away from chip gaps
         rate2x = np.zeros(GRID_2X.shape, np.float32)
         rate2x[iy, ix] = rate
-        inp, tgt = images._observe_intrinsic(np.random.default_rng(0), rate2x, cfg)
+        inp, tgt, _lam = images._observe_intrinsic(np.random.default_rng(0), rate2x, cfg)
         got = inp[140:161, 140:161] / cfg.input_exposure_s
         ref = render_point_sources(GRID_1X, GRID_2X.x_centres[ix], GRID_2X.y_centres[iy], [rate],
                                    psf=cfg.psf)[140:161, 140:161]

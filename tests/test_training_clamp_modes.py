@@ -192,3 +192,55 @@ def test_points_rate_range_sets_the_brightness_of_the_points_component(tmp_path)
     with pytest.raises(ConfigError, match="points_rate_range"):
         write_training_set(str(tmp_path / "bad.zarr"), kind="dn", n=10, seed=5,
                            points_rate_range=(0.0, 1.0))
+
+
+@pytest.fixture(scope="module")
+def sr_expected_set(tmp_path_factory):
+    from xsa_enhance.simulate.training import write_training_set
+
+    path = tmp_path_factory.mktemp("sets") / "sr_expected.zarr"
+    write_training_set(str(path), kind="sr", n=10, seed=23, target_noise="none")
+    return str(path)
+
+
+def test_sr_sets_with_expected_targets_keep_the_expected_inputs(sr_expected_set, sr_set):
+    ts = open_pairs(sr_expected_set)
+    comp = ts.component("extended", "train")
+    lam = np.asarray(comp.input_expected[0], dtype=np.float64)
+    counts = np.asarray(comp.input[0], dtype=np.float64)
+    # the stored input is a Poisson draw of the stored expectation (8x8-pixel block sums, so
+    # that the faint emission of a simulated cluster gives Gaussian-like counts)
+    def blocks(a):
+        return a[:408, :400].reshape(51, 8, 50, 8).sum(axis=(1, 3))
+
+    lb, cb = blocks(lam), blocks(counts)
+    bright = lb > 30
+    z = (cb[bright] - lb[bright]) / np.sqrt(lb[bright])
+    assert bright.sum() > 50 and abs(z.mean()) < 0.25 and 0.8 < z.std() < 1.2
+    # the same sky as the 100 ks target: equal totals at the 20 ks exposure (the field-of-view
+    # edges lose a little flux on each grid in different ways)
+    tgt = np.asarray(comp.target[0], dtype=np.float64)
+    assert lam.sum() == pytest.approx(tgt.sum() * ts.input_exposure_s / ts.target_exposure_s,
+                                      rel=0.03)
+    # Poisson-target sets do not keep them
+    assert open_pairs(sr_set).component("extended", "train").input_expected is None
+
+
+def test_sr_brightness_augmentation_draws_from_the_expected_input(sr_expected_set):
+    ts = open_pairs(sr_expected_set)
+    src = PairSource(ts, "train", crop=None, clamp="none", stretch="hdr",
+                     output_clamp_ratio=1.0, brightness={"extended": (1.0, 20.0, 20.0)},
+                     p_extended=1.0, p_agn=0.0)
+    combo, pos = src.draw(np.random.default_rng(0))
+    inp, tgt, _mask, _v = src._counts_and_value(combo, pos, scales={"extended": 20.0},
+                                                rng=np.random.default_rng(1))
+    ext = ts.component("extended", "train")
+    bkg = ts.component("background", "train")
+    np.testing.assert_allclose(
+        tgt, 20 * np.asarray(ext.target[combo["extended"]], dtype=np.float64), rtol=1e-6)
+    drawn = inp - np.asarray(bkg.input[combo["background"]], dtype=np.float64)
+    lam = 20 * np.asarray(ext.input_expected[combo["extended"]], dtype=np.float64)
+    assert drawn.sum() == pytest.approx(lam.sum(), rel=0.01)
+    bright = lam > 20
+    z = (drawn[bright] - lam[bright]) / np.sqrt(lam[bright])
+    assert bright.sum() > 100 and abs(z.mean()) < 0.1 and 0.9 < z.std() < 1.1

@@ -97,3 +97,48 @@ def test_linear_terms_in_configs_and_their_validation():
     with pytest.raises(ConfigError, match="grad_clip"):
         load_config(preset="small-v2", overrides={"kind": "dn", "train_set": "x",
                                                   "grad_clip": -1.0})
+    # the box-flux term too needs a stretch it can invert to the linear scale
+    with pytest.raises(ConfigError, match="sqrt stretch"):
+        load_config(preset="small-v2", overrides={
+            "kind": "dn", "train_set": "x", "stretch": "asinh",
+            "loss": {"weights": {"ssim": -1.5, "box_flux": 10.0}}})
+    flux = load_config(preset="small-v4-none-flux", overrides={"train_set": "x"})
+    assert flux.loss["weights"]["box_flux"] > 0 and flux.stretch == "hdr"
+
+
+def _box_sums(a: np.ndarray, k: int = 16) -> np.ndarray:
+    """Sums over k x k boxes at steps of k / 2 (an independent loop)."""
+    s = k // 2
+    ny, nx = a.shape
+    return np.array([[a[y:y + k, x:x + k].sum() for x in range(0, nx - k + 1, s)]
+                     for y in range(0, ny - k + 1, s)])
+
+
+@pytest.mark.parametrize("stretch", ["sqrt", "hdr"])
+def test_box_flux_is_the_relative_flux_error_of_bright_boxes(stretch):
+    from xsa_enhance.models.normalise import HDR_GAIN, HDR_KNEE, stretch_forward
+
+    rng = np.random.default_rng(4)
+    # linear images in units of the constant clamp: a faint sky and one bright source whose
+    # flux the prediction gets 28 % too high (for the hdr stretch, far above the clamp)
+    peak = 0.9 if stretch == "sqrt" else 300.0
+    target = rng.uniform(0.0, 0.02, (64, 64))
+    target[28:36, 28:36] = peak
+    pred = target.copy()
+    pred[28:36, 28:36] *= 1.28
+    if stretch == "hdr":  # normalised values: rate / 2 counts/s with the hdr stretch
+        norm = [stretch_forward(a * HDR_KNEE, "hdr") for a in (pred, target)]
+        loss = L.WeightedLoss(weights={"box_flux": 1.0}, linear_gain=HDR_GAIN, stretch="hdr")
+    else:
+        pred = np.minimum(pred, 1.0)  # the sqrt stretch stops at the clamp
+        norm = [np.sqrt(a) for a in (pred, target)]
+        loss = L.WeightedLoss(weights={"box_flux": 1.0})
+    x, y = (torch.from_numpy(np.asarray(a, dtype=np.float64))[None, None] for a in norm)
+    expected = np.mean(np.abs(np.log1p(_box_sums(pred)) - np.log1p(_box_sums(target))))
+    assert float(loss(x, y)) == pytest.approx(expected, rel=1e-5)
+    # for the bright source it is the relative error: a box holding it all weighs log(1.28)
+    if stretch == "hdr":
+        one = np.abs(np.log1p(_box_sums(pred)) - np.log1p(_box_sums(target))).max()
+        assert one == pytest.approx(np.log(1.28), rel=0.01)
+    # equal images cost nothing
+    assert float(loss(y, y)) == pytest.approx(0.0, abs=1e-9)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from xsa_enhance.cli.common import UserError
+from xsa_enhance.training.presets import preset_names
 # The shipping recipe defines its own click command (it is also ``python -m
 # xsa_enhance.training.ship``); it is registered here with the other training commands.
 from xsa_enhance.training.ship import ship_models_cmd
@@ -18,10 +19,8 @@ __all__ = ["train_cmd", "evaluate_cmd", "psf_test_cmd", "flux_test_cmd", "ship_m
 
 logger = logging.getLogger(__name__)
 
-#: Shipped training presets (the YAML files of xsa_enhance/training/presets; read without
-#: importing torch, which `xsa_enhance.training.train.PRESETS` would).
-PRESETS: tuple[str, ...] = tuple(sorted(
-    p.stem for p in (Path(__file__).resolve().parents[1] / "training" / "presets").glob("*.yaml")))
+#: Shipped training presets (read without importing torch).
+PRESETS: tuple[str, ...] = preset_names()
 
 
 def _echo_progress(desc: str):

@@ -148,11 +148,16 @@ def config_for_kind(
 
 @dataclass
 class ComponentPair:
-    """One simulated component: Poisson counts of input and target, and what was drawn."""
+    """One simulated component: Poisson counts of input and target, and what was drawn.
+
+    ``input_expected`` is the expectation of ``input`` (counts): what ``input`` is a Poisson
+    draw of, so that a brighter version of the same sky can be drawn exactly.
+    """
 
     input: np.ndarray
     target: np.ndarray | None
     meta: dict = field(default_factory=dict)
+    input_expected: np.ndarray | None = None
 
 
 @lru_cache(maxsize=8)
@@ -240,20 +245,23 @@ def _rebin2(img: np.ndarray) -> np.ndarray:
 
 def _observe_intrinsic(
     rng: np.random.Generator, rate2x: np.ndarray, config: ImageConfig
-) -> tuple[np.ndarray, np.ndarray]:
-    """Input and target counts of an intrinsic (vignetted) rate image on the 2x grid."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Input counts, target counts and expected input counts of an intrinsic (vignetted) rate
+    image on the 2x grid."""
     cov1 = _cov(GRID_1X)
     # the sky is blurred by the PSF at full resolution and only then binned into 4" pixels:
     # convolving on the 2x grid before rebinning keeps where inside a 4" pixel the flux falls
     # (revision 1 rebinned first, so all four 2" positions in a 4" pixel gave the same input)
     inp = _blur_rebin2(rate2x, config.psf, GRID_2X.pixel_arcsec) * cov1
-    inp_counts = poisson_image(rng, inp * config.input_exposure_s)
+    inp_expected = inp * config.input_exposure_s
+    inp_counts = poisson_image(rng, inp_expected)
     if config.factor == 2:
         cov2 = _cov(GRID_2X)
         tgt = _convolve(rate2x, config.target_psf, GRID_2X.pixel_arcsec) * cov2
     else:
         tgt = inp
-    return inp_counts, _target_counts(rng, tgt * config.target_exposure_s, config)
+    return (inp_counts, _target_counts(rng, tgt * config.target_exposure_s, config),
+            np.asarray(inp_expected, dtype=np.float32))
 
 
 def _target_counts(rng: np.random.Generator, lam: np.ndarray, config: ImageConfig) -> np.ndarray:
@@ -297,32 +305,34 @@ def simulate_component(
         rate = np.exp(rng.uniform(np.log(lo), np.log(hi), n))
         detx = rng.uniform(GRID_1X.x_edges[0], GRID_1X.x_edges[-1], n)
         dety = rng.uniform(GRID_1X.y_edges[0], GRID_1X.y_edges[-1], n)
-        inp, tgt = _observe_intrinsic(rng, _point_rate_image(detx, dety, rate), config)
-        return ComponentPair(inp, tgt, {"n_sources": n, "total_rate": float(rate.sum())})
+        inp, tgt, lam = _observe_intrinsic(rng, _point_rate_image(detx, dety, rate), config)
+        return ComponentPair(inp, tgt, {"n_sources": n, "total_rate": float(rate.sum())}, lam)
     if component == "extended":
         src = draw_extended(rng, grid=GRID_1X, reference_exposure_s=config.input_exposure_s)
         rate2x = src.rate_image(GRID_2X) * _vign(GRID_2X)
-        inp, tgt = _observe_intrinsic(rng, rate2x, config)
+        inp, tgt, lam = _observe_intrinsic(rng, rate2x, config)
         meta = {"kind": src.kind, **{k: (float(v) if isinstance(v, (float, np.floating)) else v)
                                       for k, v in src.params.items()}}
-        return ComponentPair(inp, tgt, meta)
+        return ComponentPair(inp, tgt, meta, lam)
     if component == "agn":
         agn = draw_agn(rng, grid=GRID_1X)
         rate2x = _point_rate_image(agn.detx, agn.dety, agn.rate)
-        inp, tgt = _observe_intrinsic(rng, rate2x, config)
+        inp, tgt, lam = _observe_intrinsic(rng, rate2x, config)
         meta = {"n_sources": int(len(agn)), "absorption": float(agn.absorption),
                 "total_rate": float(agn.rate.sum())}
-        return ComponentPair(inp, tgt, meta)
+        return ComponentPair(inp, tgt, meta, lam)
     if component == "background":
         fp = float(rng.uniform(0.7, 1.5))
         fs = float(rng.uniform(0.7, 1.3))
         rate = background_rate_map(GRID_1X, particle_rate=PARTICLE_RATE * fp,
                                    sky_rate=SKY_RATE * fs, apply_mask=False) * _cov(GRID_1X)
-        inp = poisson_image(rng, rate * config.input_exposure_s)
+        lam = rate * config.input_exposure_s
+        inp = poisson_image(rng, lam)
         tgt = None
         if config.target_background:
             tgt = _target_counts(rng, rate * config.target_exposure_s, config)
-        return ComponentPair(inp, tgt, {"particle_factor": fp, "sky_factor": fs})
+        return ComponentPair(inp, tgt, {"particle_factor": fp, "sky_factor": fs},
+                             np.asarray(lam, dtype=np.float32))
     raise ValueError(f"unknown component {component!r}; expected one of {ALL_COMPONENTS}")
 
 

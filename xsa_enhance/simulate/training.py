@@ -207,6 +207,10 @@ def write_training_set(
         }
     )
     root.create_array("mask_input", data=detector_mask(GRID_1X))
+    # SR sets with expected targets also keep the expected inputs: an SR target cannot give
+    # its input back (the PSFs differ), so a brighter sky can only be drawn from these
+    with_expected = kind == "sr" and target_noise == "none"
+    root.attrs["input_expected"] = with_expected
     root.create_array("mask_target", data=detector_mask(tgrid))
     arrays = {}
     for split, count in sizes.items():
@@ -222,7 +226,14 @@ def write_training_set(
                 dtype="float32", fill_value=0.0, dimension_names=("sample", "y", "x"),
                 compressors=_codec(),
             )
-            arrays[(split, comp)] = (g, ai, at)
+            ae = None
+            if with_expected:
+                ae = g.create_array(
+                    "input_expected", shape=(count, *GRID_1X.shape), chunks=(1, *GRID_1X.shape),
+                    dtype="float32", fill_value=0.0, dimension_names=("sample", "y", "x"),
+                    compressors=_codec(),
+                )
+            arrays[(split, comp)] = (g, ai, at, ae)
 
     jobs = []
     for comp in components:
@@ -256,7 +267,7 @@ def write_training_set(
             samples[(split, comp)].append(meta)
         for v in samples.values():
             v.sort(key=lambda m: m["index"])
-    for key, (g, _, _) in arrays.items():
+    for key, (g, *_arrays) in arrays.items():
         g.attrs["samples"] = samples[key]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "consolidated metadata is not part of the v3 spec"
@@ -273,13 +284,16 @@ def _run_job(
     rng = np.random.default_rng(np.random.SeedSequence([seed & 0xFFFFFFFF, ci, i]))
     pair = simulate_component(comp, rng, config)
     if arrays is not None:
-        _, ai, at = arrays[(split, comp)]
+        _, ai, at, ae = arrays[(split, comp)]
     else:
         g = zarr.open_group(path, mode="r+", path=f"{split}/{comp}")
         ai, at = g["input"], g["target"]
+        ae = g["input_expected"] if "input_expected" in g else None
     ai[j] = pair.input
     if pair.target is not None:
         at[j] = pair.target
+    if ae is not None and pair.input_expected is not None:
+        ae[j] = pair.input_expected
     return split, comp, {"index": i, **_json_safe(pair.meta)}
 
 
@@ -296,6 +310,9 @@ class ComponentSet:
         ``(n, H, W)`` counts (zeros for the SR background).
     samples : list of dict
         Per-sample parameters.
+    input_expected : zarr.Array or None
+        ``(n, 411, 403)`` expected input counts, of which ``input`` is a Poisson draw (SR sets
+        with expected targets; None otherwise).
     """
 
     name: str
@@ -303,6 +320,7 @@ class ComponentSet:
     input: Any
     target: Any
     samples: list
+    input_expected: Any = None
 
     def __len__(self) -> int:
         return int(self.input.shape[0])
@@ -337,7 +355,8 @@ class TrainingSet:
         if split not in self.splits:
             raise ConfigError(f"no split {split!r} in {self.path}; have {sorted(self.splits)}")
         g = self._root[f"{split}/{name}"]
-        return ComponentSet(name, split, g["input"], g["target"], list(g.attrs.get("samples", [])))
+        return ComponentSet(name, split, g["input"], g["target"], list(g.attrs.get("samples", [])),
+                            g["input_expected"] if "input_expected" in g else None)
 
     def __repr__(self) -> str:
         return (f"TrainingSet({str(self.path)!r}, kind={self.kind!r}, factor={self.factor}, "

@@ -18,14 +18,13 @@ import yaml
 
 from xsa_enhance.errors import ConfigError, InputFileError
 from xsa_enhance.models.normalise import HDR_GAIN, ClampSpec, output_clamp_ratio
-from xsa_enhance.training.losses import LINEAR_TERMS, loss_from_config
+from xsa_enhance.training.losses import FLUX_TERMS, LINEAR_TERMS, loss_from_config
+from xsa_enhance.training.presets import preset_names
 
 __all__ = ["TrainConfig", "PRESETS", "load_config", "preset_config"]
 
 #: Names of the shipped presets (YAML files in ``xsa_enhance/training/presets/``).
-PRESETS: tuple[str, ...] = ("paper", "small", "small-v2", "small-v3", "small-v4",
-                            "small-v4-quantile", "small-v4-none", "small-v3-quantile",
-                            "small-v3-none")
+PRESETS: tuple[str, ...] = preset_names()
 
 
 @dataclass
@@ -168,9 +167,10 @@ class TrainConfig:
             raise ConfigError(f"the 'hdr' stretch is for clamp 'none', config has {self.clamp!r}")
         self.init_rescale_value()
         loss = loss_from_config(self.loss)
-        if LINEAR_TERMS & set(loss.weights) and self.stretch not in ("sqrt", "hdr"):
+        linear = (LINEAR_TERMS | FLUX_TERMS) & set(loss.weights)
+        if linear and self.stretch not in ("sqrt", "hdr"):
             raise ConfigError(
-                f"linear-scale loss terms {sorted(LINEAR_TERMS & set(loss.weights))} assume the "
+                f"linear-scale loss terms {sorted(linear)} assume the "
                 f"sqrt stretch, config has stretch {self.stretch!r}"
             )
         if self.grad_clip is not None and not self.grad_clip > 0:

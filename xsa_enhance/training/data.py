@@ -155,11 +155,12 @@ class PairSource:
         ``constant``, ``clamp_input`` / ``clamp_target`` apply, for the others the input value
         comes from each sample (see the module documentation).
     brightness : mapping of str to (p, low, high), optional
-        Brightness augmentation (de-noising sets with expected targets only): with
-        probability ``p`` a component's expected counts are multiplied by a factor drawn
-        log-uniformly in ``[low, high]`` and its input is drawn anew, ``Poisson(factor *
-        target * input_exposure / target_exposure)`` (DN inputs and targets share one blurred
-        image, so this is exactly the input of a brighter sky). E.g. ``{"extended": (0.5, 1,
+        Brightness augmentation (sets with expected targets only): with probability ``p`` a
+        component's expected counts are multiplied by a factor drawn log-uniformly in
+        ``[low, high]`` and its input is drawn anew from its expected input counts times the
+        factor: for SR the stored ``input_expected``, for DN ``target * input_exposure /
+        target_exposure`` (DN inputs and targets share one blurred image). Either way this is
+        exactly the input of a brighter sky. E.g. ``{"extended": (0.5, 1,
         30), "background": (0.5, 0.7, 4)}``: clusters as bright as real cluster cores and the
         range of real backgrounds, beyond the simulator's paper-style 5-50 mean backgrounds.
     """
@@ -187,10 +188,13 @@ class PairSource:
         self.ratio = output_clamp_ratio_of(int(training_set.factor), output_clamp_ratio)
         self.brightness = {str(k): tuple(float(x) for x in v) for k, v in (brightness or {}).items()}
         if self.brightness:
-            if int(training_set.factor) != 1 or getattr(training_set, "target_noise", "") != "none":
+            expected = int(training_set.factor) == 1 or bool(
+                getattr(training_set, "attrs", {}).get("input_expected", False))
+            if getattr(training_set, "target_noise", "") != "none" or not expected:
                 raise ConfigError(
-                    "brightness augmentation needs a de-noising set with expected targets "
-                    f"(`--target-noise none`); {getattr(training_set, 'path', 'the set')} is "
+                    "brightness augmentation needs a set with expected targets (`--target-noise "
+                    "none`; an SR set must also hold the expected inputs, which sets written "
+                    f"before they were kept lack); {getattr(training_set, 'path', 'the set')} is "
                     f"kind {training_set.kind!r} with target noise "
                     f"{getattr(training_set, 'target_noise', '?')!r}")
             for name, v in self.brightness.items():
@@ -305,16 +309,22 @@ class PairSource:
             k = scales.get(name)
             if k is not None:
                 assert rng is not None
-                # a brighter sky: redraw the input from the expected counts (DN: same grid)
-                ratio = self.in_exp / self.out_exp
-                if self.clamp.mode == "quantile":  # the frame's quantile needs the frame
-                    tfull = np.asarray(comp.target[idx], dtype=np.float64) * k
-                    whole = rng.poisson(tfull * ratio).astype(np.float64)
-                    full = whole if full is None else full + whole
-                    a, b = whole[sl_in], tfull[sl_out]
+                # a brighter sky: redraw the input from the expected input counts (SR: stored
+                # beside the target; DN: the target scaled to the input exposure, same grid)
+                whole_frame = self.clamp.mode == "quantile"  # the frame's quantile needs it
+                sl_i = (idx,) if whole_frame else (idx, *sl_in)
+                b = np.asarray(comp.target[(idx, *sl_out)], dtype=np.float64) * k
+                if comp.input_expected is not None:
+                    lam = np.asarray(comp.input_expected[sl_i], dtype=np.float64) * k
+                elif whole_frame:
+                    lam = (np.asarray(comp.target[idx], dtype=np.float64) * k
+                           * (self.in_exp / self.out_exp))
                 else:
-                    b = np.asarray(comp.target[(idx, *sl_out)], dtype=np.float64) * k
-                    a = rng.poisson(b * ratio).astype(np.float64)
+                    lam = b * (self.in_exp / self.out_exp)
+                a = rng.poisson(lam).astype(np.float64)
+                if whole_frame:
+                    full = a if full is None else full + a
+                    a = a[sl_in]
             elif self.clamp.mode == "quantile":
                 # the chunks are whole frames, so reading the frame costs no more than the crop
                 whole = np.asarray(comp.input[idx], dtype=np.float64)

@@ -40,7 +40,10 @@ __all__ = [
     "mse_linear_term",
     "l1_linear_term",
     "poisson_linear_term",
+    "box_flux_term",
+    "BOX_FLUX_SIZE",
     "LINEAR_TERMS",
+    "FLUX_TERMS",
     "WeightedLoss",
     "normalised_loss",
     "LC_PAPER",
@@ -158,6 +161,29 @@ def poisson_linear_term(pred: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return F.poisson_nll_loss(lin, sqrt_inverse(target), log_input=False, full=False, eps=1e-8)
 
 
+#: Side of the boxes of :func:`box_flux_term`, in output pixels (32" on the 2x grid, 64" on 1x).
+BOX_FLUX_SIZE: int = 16
+
+
+def box_flux_term(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Relative flux error in boxes, on the linear scale in units of the constant clamp.
+
+    ``pred`` and ``target`` are linear values in units of the constant clamp per pixel (what
+    :meth:`WeightedLoss.terms` hands this term for the sqrt and the ``hdr`` stretch). Their
+    sums ``P, T`` over :data:`BOX_FLUX_SIZE`-pixel boxes (half-overlapping) are compared as
+    ``mean(|log(P + 1) - log(T + 1)|)``: one constant-clamp pixel's worth of flux (45 counts in
+    20 ks) softens the logarithm, so a box holding a bright source weighs its *relative* flux
+    error whatever the source's brightness, and faint boxes weigh their absolute error. The
+    pixel terms of the ``hdr`` stretch see bright cores on a logarithmic scale only, where a
+    1.3x brighter source costs little; this term holds their total flux.
+    """
+    k = BOX_FLUX_SIZE
+    area = float(k * k)
+    p = F.avg_pool2d(pred.clamp(min=0.0), k, stride=k // 2) * area
+    t = F.avg_pool2d(target.clamp(min=0.0), k, stride=k // 2) * area
+    return (torch.log1p(p) - torch.log1p(t)).abs().mean()
+
+
 #: The elementary loss terms by name.
 LOSS_TERMS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "l1": l1_term,
@@ -168,11 +194,17 @@ LOSS_TERMS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "mse_linear": mse_linear_term,
     "l1_linear": l1_linear_term,
     "poisson_linear": poisson_linear_term,
+    "box_flux": box_flux_term,
 }
 
 #: Terms evaluated on the linear scale; they assume the sqrt stretch (or ``hdr`` with
 #: :attr:`WeightedLoss.linear_gain`).
 LINEAR_TERMS: frozenset[str] = frozenset({"mse_linear", "l1_linear", "poisson_linear"})
+
+#: Terms evaluated on the whole linear scale in units of the constant clamp (not clipped at
+#: it): the sqrt stretch's ``rate / clamp`` or the ``hdr`` stretch's inverse divided by
+#: :data:`~xsa_enhance.models.normalise.HDR_KNEE`.
+FLUX_TERMS: frozenset[str] = frozenset({"box_flux"})
 
 #: Terms for which a larger value means a better image.
 HIGHER_IS_BETTER: frozenset[str] = frozenset({"psnr", "ssim", "ms_ssim"})
@@ -199,12 +231,16 @@ class WeightedLoss:
         as for a constant-clamp model, and leave what lies above the constant clamp to the
         stretched-scale terms (PSNR, SSIM), where a linear error would be hundreds of times
         larger.
+    stretch : {"sqrt", "hdr"}
+        The stretch of the normalised values, for the terms in :data:`FLUX_TERMS`, which
+        see the whole linear scale in units of the constant clamp.
     """
 
     weights: Mapping[str, float]
     offset: float = 0.0
     name: str = "custom"
     linear_gain: float = 1.0
+    stretch: str = "sqrt"
     _terms: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -229,8 +265,23 @@ class WeightedLoss:
             lin = ((pred * g).clamp(max=1.0), (target * g).clamp(max=1.0))
         else:
             lin = (pred, target)
-        return {name: LOSS_TERMS[name](*(lin if name in LINEAR_TERMS else (pred, target)))
-                for name in self._terms}
+        if FLUX_TERMS & set(self._terms):
+            flux = (self._constant_clamp_units(pred), self._constant_clamp_units(target))
+        out = {}
+        for name in self._terms:
+            args = lin if name in LINEAR_TERMS else flux if name in FLUX_TERMS else (pred, target)
+            out[name] = LOSS_TERMS[name](*args)
+        return out
+
+    def _constant_clamp_units(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised values -> linear values in units of the constant clamp."""
+        if self.stretch == "hdr":
+            from xsa_enhance.models.normalise import HDR_KNEE, stretch_inverse
+
+            return stretch_inverse(x.clamp(0.0, 1.0), "hdr") / HDR_KNEE
+        if self.stretch != "sqrt":
+            raise ConfigError(f"flux loss terms need the sqrt or hdr stretch, not {self.stretch!r}")
+        return sqrt_inverse(x)
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The combined loss (a scalar tensor with gradients)."""

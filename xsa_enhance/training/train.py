@@ -213,7 +213,7 @@ def train(
     val_src = PairSource(ts, "val", crop=config.val_crop, **src_kwargs)
     loss_fn = loss_from_config(config.loss)
     if config.stretch == "hdr":
-        loss_fn = dataclasses.replace(loss_fn, linear_gain=HDR_GAIN)
+        loss_fn = dataclasses.replace(loss_fn, linear_gain=HDR_GAIN, stretch="hdr")
 
     net = network_for(config).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, betas=(0.9, 0.999))
