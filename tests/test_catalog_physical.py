@@ -142,10 +142,10 @@ def test_query_and_export_resolve_aliases_and_refuse_unknown_models(run, tmp_pat
     url, _ = run
     alias = query_catalog(url, catalog="products", model="xmm-superres")
     assert set(alias["model"]) == {"xmm-superres-v1"} and len(alias) > 0
-    with pytest.raises(ConfigError, match=r"unknown model 'xmm-superres-v9'; models in .*: "
+    with pytest.raises(ConfigError, match=r"unknown model 'xmm-superres-v99'; models in .*: "
                                           r"xmm-denoise-v1, xmm-superres-v1; aliases: "
                                           r"xmm-denoise, xmm-superres$"):
-        query_catalog(url, catalog="products", model="xmm-superres-v9")
+        query_catalog(url, catalog="products", model="xmm-superres-v99")
     obsid = str(alias["obsid"][0])
     runner = CliRunner()
     res = runner.invoke(main, ["export", "--store", str(url), "--obsid", obsid, "--model",
@@ -155,9 +155,9 @@ def test_query_and_export_resolve_aliases_and_refuse_unknown_models(run, tmp_pat
     assert any("xmm-superres-v1" in n for n in names)
     assert not any("xmm-denoise" in n for n in names)
     res = runner.invoke(main, ["export", "--store", str(url), "--obsid", obsid, "--model",
-                               "xmm-superres-v9", "--fits", str(tmp_path / "g")])
+                               "xmm-superres-v99", "--fits", str(tmp_path / "g")])
     assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
-    assert "unknown model 'xmm-superres-v9'" in res.output
+    assert "unknown model 'xmm-superres-v99'" in res.output
     assert "xmm-denoise-v1, xmm-superres-v1" in res.output
     assert not (tmp_path / "g").exists() or not list((tmp_path / "g").iterdir())
 
@@ -171,16 +171,16 @@ def test_run_refuses_an_unknown_model_before_harvesting(tmp_path, monkeypatch):
     # the standard aliases may lack weights (noted); any other name is an error
     models, notes = resolve_models(["xmm-superres"])
     assert models == [] and any("no trained model is installed" in n for n in notes)
-    with pytest.raises(ConfigError, match=r"unknown model 'xmm-superres-v9': no weights are "
+    with pytest.raises(ConfigError, match=r"unknown model 'xmm-superres-v99': no weights are "
                                           r"registered; known aliases: xmm-superres, xmm-denoise"):
-        resolve_models(["xmm-superres-v9"])
+        resolve_models(["xmm-superres-v99"])
     # the CLI stops before contacting the archive (nothing listens on this port)
     res = CliRunner().invoke(main, ["run", "--store", str(tmp_path / "s.zarr"), "--in-process",
                                     "--tap-url", "http://127.0.0.1:9/tap", "--aio-url",
                                     "http://127.0.0.1:9/aio?", "--obsid", "0123700101",
-                                    "--model", "xmm-superres-v9"])
+                                    "--model", "xmm-superres-v99"])
     assert res.exit_code == 2, res.output
-    assert "unknown model 'xmm-superres-v9'" in res.output and "Traceback" not in res.output
+    assert "unknown model 'xmm-superres-v99'" in res.output and "Traceback" not in res.output
 
 
 def test_progress_lines_keep_one_total(capsys):
