@@ -22,9 +22,9 @@ Later rounds: ``--version v3 --preset small-v3 --init-from v2 --points --target-
 (see docs/models.md). The clamp-matched round (``xmm-superres-v6``/``-v7``, ``xmm-denoise-v4``/
 ``-v5``) ran ``xsa-enhance train`` with the ``small-v4-quantile``/``-none`` and
 ``small-v3-quantile``/``-none`` presets in two phases and registered each run with
-:func:`register_run` (the commands are in docs/models.md). Round 5 (``xmm-superres-v8``/``-v9``,
-``xmm-denoise-v6``) continued those with the ``*-bright`` presets (brightness augmentation, SR
-too, and the box-flux term for ``none``), registered the same way.
+:func:`register_run` (the commands are in docs/models.md). Round 5 (``xmm-denoise-v6``)
+continued the quantile DN with the ``small-v3-quantile-bright`` preset and registered it the same
+way; its SR candidates (``*-bright`` presets) were not shipped.
 
 ``--stages data,train`` runs a subset (each stage reads what the previous wrote in WORK_DIR).
 Everything is seeded; on the same hardware the run is repeatable up to the wall-clock limit
