@@ -102,6 +102,9 @@ def test_linear_terms_in_configs_and_their_validation():
         load_config(preset="small-v2", overrides={
             "kind": "dn", "train_set": "x", "stretch": "asinh",
             "loss": {"weights": {"ssim": -1.5, "box_flux": 10.0}}})
+    with pytest.raises(ConfigError, match="each frame has its own unit"):
+        load_config(preset="small-v3-quantile", overrides={
+            "train_set": "x", "loss": {"weights": {"ssim": -1.5, "box_flux": 10.0}}})
     flux = load_config(preset="small-v4-none-flux", overrides={"train_set": "x"})
     assert flux.loss["weights"]["box_flux"] > 0 and flux.stretch == "hdr"
 

@@ -173,6 +173,10 @@ class TrainConfig:
                 f"linear-scale loss terms {sorted(linear)} assume the "
                 f"sqrt stretch, config has stretch {self.stretch!r}"
             )
+        if FLUX_TERMS & set(loss.weights) and spec.mode == "quantile":
+            raise ConfigError(
+                f"loss terms {sorted(FLUX_TERMS & set(loss.weights))} measure flux in units of "
+                f"the constant clamp; with {self.clamp!r} each frame has its own unit")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"grad_clip must be positive, got {self.grad_clip!r}")
         f = 2 if self.kind == "sr" else 1

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from xsa_enhance.errors import ConfigError
+from xsa_enhance.models.normalise import HDR_KNEE, stretch_inverse
 
 __all__ = [
     "SSIM_WINDOW",
@@ -276,8 +277,6 @@ class WeightedLoss:
     def _constant_clamp_units(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised values -> linear values in units of the constant clamp."""
         if self.stretch == "hdr":
-            from xsa_enhance.models.normalise import HDR_KNEE, stretch_inverse
-
             return stretch_inverse(x.clamp(0.0, 1.0), "hdr") / HDR_KNEE
         if self.stretch != "sqrt":
             raise ConfigError(f"flux loss terms need the sqrt or hdr stretch, not {self.stretch!r}")
